@@ -1,0 +1,53 @@
+"""The connect service: ``create_app()`` builds it (config, extensions, blueprints, error handlers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from . import auth, catalog, db, logs
+from .config import default_database_url, settings_from_environment
+from .errors import register_error_handlers
+from .extensions import API_SETTINGS, create_api
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True, instance_path=str(_instance_path()))
+    app.config.update(API_SETTINGS)
+    app.config.update(settings_from_environment())
+    if test_config:
+        app.config.update(test_config)
+    if not app.config.get("DATABASE_URL"):
+        app.config["DATABASE_URL"] = default_database_url(app.instance_path)
+    if not app.config.get("OPERATOR_TOKEN"):
+        app.config["OPERATOR_TOKEN"] = _read_instance_file(app, "operator_token")
+
+    logs.init_app(app)
+    db.init_app(app)
+    catalog.init_app(app)
+    auth.init_app(app)
+
+    api = create_api(app)
+    from .accounts.routes import blueprint as accounts
+    from .docs import blueprint as docs_assets
+    from .health import blueprint as health
+    from .source_types.routes import blueprint as source_types
+
+    for blueprint in (accounts, source_types):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(health)
+    app.register_blueprint(docs_assets)
+    register_error_handlers(app)
+    return app
+
+
+def _instance_path() -> Path:
+    # The repository's instance/ folder, also when the package is installed in editable mode.
+    return Path(__file__).resolve().parent.parent / "instance"
+
+
+def _read_instance_file(app: Flask, name: str) -> str | None:
+    path = Path(app.instance_path) / name
+    return path.read_text().strip() if path.exists() else None

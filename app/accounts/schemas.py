@@ -1,0 +1,28 @@
+from marshmallow import Schema, fields, validate
+
+
+class AccountCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    external_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200))
+
+
+class AccountSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    external_id = fields.String(allow_none=True, required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class AccountCreatedSchema(AccountSchema):
+    token = fields.String(required=True, metadata={"description": "Shown once; store it now."})
+
+
+class TokenSchema(Schema):
+    id = fields.Integer(required=True)
+    hint = fields.String(required=True, metadata={"description": "Last four characters."})
+    created_at = fields.DateTime(required=True)
+    revoked_at = fields.DateTime(allow_none=True, required=True)
+
+
+class TokenCreatedSchema(TokenSchema):
+    token = fields.String(required=True, metadata={"description": "Shown once; store it now."})

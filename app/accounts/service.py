@@ -1,0 +1,87 @@
+"""Accounts and their API tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..auth import Principal, new_token
+from ..db import begin_write
+from ..errors import Conflict, NotFound
+from ..models import Account, AccountToken, utcnow
+
+
+@dataclass
+class IssuedToken:
+    row: AccountToken
+    token: str  # the only time the plain token exists
+
+
+def _issue_token(session: Session, account: Account) -> IssuedToken:
+    token, token_hash, hint = new_token()
+    row = AccountToken(account=account, token_hash=token_hash, hint=hint)
+    session.add(row)
+    return IssuedToken(row, token)
+
+
+def create_account(session: Session, name: str, external_id: str | None) -> tuple[Account, str]:
+    try:
+        with begin_write(session):
+            account = Account(name=name, external_id=external_id)
+            session.add(account)
+            issued = _issue_token(session, account)
+            session.flush()
+    except IntegrityError as error:
+        raise Conflict(
+            f"an account with external_id {external_id!r} exists",
+            details=[{"field": "external_id", "reason": "already used by another account"}],
+        ) from error
+    return account, issued.token
+
+
+def list_accounts(session: Session) -> list[Account]:
+    with session.begin():
+        return list(session.scalars(select(Account).order_by(Account.id)))
+
+
+def visible_account(session: Session, principal: Principal, account_id: int) -> Account:
+    """The account, if the caller may see it: the operator sees all, an account only itself."""
+    if not principal.is_operator and principal.account_id != account_id:
+        raise NotFound(f"account {account_id} not found")
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
+
+
+def get_account(session: Session, principal: Principal, account_id: int) -> Account:
+    with session.begin():
+        return visible_account(session, principal, account_id)
+
+
+def create_token(session: Session, principal: Principal, account_id: int) -> IssuedToken:
+    with begin_write(session):
+        account = visible_account(session, principal, account_id)
+        issued = _issue_token(session, account)
+        session.flush()
+    return issued
+
+
+def list_tokens(session: Session, principal: Principal, account_id: int) -> list[AccountToken]:
+    with session.begin():
+        visible_account(session, principal, account_id)
+        return list(session.scalars(
+            select(AccountToken).where(AccountToken.account_id == account_id).order_by(AccountToken.id)))
+
+
+def revoke_token(session: Session, principal: Principal, account_id: int, token_id: int) -> None:
+    with begin_write(session):
+        visible_account(session, principal, account_id)
+        token = session.get(AccountToken, token_id)
+        if token is None or token.account_id != account_id:
+            raise NotFound(f"token {token_id} not found")
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()

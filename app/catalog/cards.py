@@ -1,0 +1,183 @@
+"""The loaded, immutable form of a report card file.
+
+A :class:`ReportCard` holds the public report card (with each property's validator compiled once)
+and the private sections (``system_values``, ``oauth``, ``auth``, ``api``) frozen read-only. The
+type-level card served by ``GET /v4/source-types/{type}`` never changes, so it is serialised once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from jsonschema import Draft7Validator, FormatChecker
+
+STEP_TYPES = ("form", "oauth", "discover_schema", "field_selection", "fully_configured")
+CREDENTIAL_STEP_TYPES = ("form", "oauth")
+PROPERTY_TYPES = (
+    "user_provided",
+    "user_provided_immutable",
+    "user_provided_advanced",
+    "read_only",
+    "system_provided_by_default",
+)
+PROPERTY_ATTRIBUTES = (
+    "name", "is_required", "is_credential", "system_provided", "property_type", "json_schema",
+    "tap_mutable",
+)
+_FORMAT_CHECKER = FormatChecker()
+
+
+def freeze(value: Any) -> Any:
+    """A read-only deep copy: dicts become mapping proxies, lists tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A plain, mutable (and JSON-serialisable) copy of a frozen value."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class PropertySpec:
+    name: str
+    step_type: str
+    is_required: bool
+    is_credential: bool
+    system_provided: bool
+    property_type: str
+    json_schema: Any
+    tap_mutable: bool
+    validator: Draft7Validator | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def is_read_only(self) -> bool:
+        return self.property_type == "read_only"
+
+    def public(self) -> dict[str, Any]:
+        """The property as a report card shows it (a read-only property's schema is null)."""
+        return {
+            "name": self.name,
+            "is_required": self.is_required,
+            "is_credential": self.is_credential,
+            "system_provided": self.system_provided,
+            "property_type": self.property_type,
+            "json_schema": None if self.is_read_only else thaw(self.json_schema),
+            "provided": False,
+            "tap_mutable": self.tap_mutable,
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    type: str
+    properties: tuple[PropertySpec, ...]
+
+    @property
+    def required(self) -> tuple[PropertySpec, ...]:
+        return tuple(p for p in self.properties if p.is_required)
+
+
+class ReportCard:
+    """One source type. Attributes are read-only by convention and by freezing."""
+
+    __slots__ = (
+        "type", "display_name", "details", "steps", "properties", "system_values", "oauth",
+        "auth", "api", "path", "blank_json", "summary", "_public_steps",
+    )
+
+    def __init__(self, document: dict[str, Any], path: str) -> None:
+        self.path = path
+        self.type: str = document["type"]
+        self.display_name: str = document["display_name"]
+        self.details = freeze(document.get("details") or {})
+        steps = []
+        for step in document["steps"]:
+            props = tuple(_property(step["type"], p) for p in step["properties"])
+            steps.append(Step(step["type"], props))
+        self.steps: tuple[Step, ...] = tuple(steps)
+        self.properties: Mapping[str, PropertySpec] = MappingProxyType(
+            {p.name: p for s in self.steps for p in s.properties}
+        )
+        self.system_values = freeze(document.get("system_values") or {})
+        self.oauth = freeze(document.get("oauth"))
+        self.auth = freeze(document.get("auth"))
+        self.api = freeze(document.get("api"))
+        self._public_steps = tuple(
+            (s.type, tuple(p.public() for p in s.properties)) for s in self.steps
+        )
+        from ..sources.steps import SourceFacts, derive_step
+
+        position = derive_step(self, SourceFacts())
+        self.blank_json: bytes = json.dumps(
+            {
+                "type": self.type,
+                "current_step": position.number,
+                "current_step_type": position.type,
+                "steps": self.public_steps(),
+                "details": thaw(self.details),
+            },
+            separators=(",", ":"),
+        ).encode()
+        self.summary: dict[str, Any] = {
+            "type": self.type,
+            "display_name": self.display_name,
+            "details": thaw(self.details),
+            "steps": [s.type for s in self.steps],
+            "managed_oauth": self.oauth is not None,
+        }
+
+    @property
+    def managed_oauth(self) -> bool:
+        return self.oauth is not None
+
+    def step(self, step_type: str) -> Step | None:
+        return next((s for s in self.steps if s.type == step_type), None)
+
+    def has_step(self, step_type: str) -> bool:
+        return self.step(step_type) is not None
+
+    def public_steps(self, provided: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+        """The steps as served, with ``provided`` set from the given property names."""
+        return [
+            {
+                "type": step_type,
+                "properties": [
+                    {**p, "provided": p["name"] in provided} if provided else dict(p)
+                    for p in props
+                ],
+            }
+            for step_type, props in self._public_steps
+        ]
+
+    def __repr__(self) -> str:
+        return f"<ReportCard {self.type}>"
+
+
+def _property(step_type: str, raw: dict[str, Any]) -> PropertySpec:
+    schema = raw["json_schema"]
+    validator = None
+    if isinstance(schema, dict | bool) and schema not in ({}, True):
+        validator = Draft7Validator(schema, format_checker=_FORMAT_CHECKER)
+    return PropertySpec(
+        name=raw["name"],
+        step_type=step_type,
+        is_required=raw["is_required"],
+        is_credential=raw["is_credential"],
+        system_provided=raw["system_provided"],
+        property_type=raw["property_type"],
+        json_schema=freeze(schema),
+        tap_mutable=raw["tap_mutable"],
+        validator=validator,
+    )

@@ -1,0 +1,96 @@
+"""``flask connect …``: set-up, accounts, catalog checks (and, later, key rotation and workers)."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .config import settings_from_environment
+
+
+@click.group("connect")
+def connect_cli() -> None:
+    """Manage the connect service."""
+
+
+@connect_cli.command("check-report-cards")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def check_report_cards(paths: tuple[Path, ...]) -> None:
+    """Validate report card files or folders (default: CONNECT_REPORT_CARDS) without starting."""
+    from .catalog.loader import check_paths, split_paths
+
+    locations = list(paths) or split_paths(str(settings_from_environment()["REPORT_CARDS"]))
+    cards, problems = check_paths(locations)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    managed = sum(1 for card in cards.values() if card.managed_oauth)
+    click.echo(f"{len(cards)} report cards OK ({managed} with managed OAuth)")
+
+
+@connect_cli.command("migrate")
+@with_appcontext
+def migrate() -> None:
+    """Apply database migrations."""
+    from . import db, migrations
+
+    migrations.upgrade(db.get_db().engine)
+    click.echo("database is at the newest schema")
+
+
+def ensure_instance_secret(name: str, configured: bool, env_var: str, what: str, make) -> str | None:  # type: ignore[no-untyped-def]
+    """Say where a secret comes from; generate it into instance/ (mode 0600) when it has no source.
+
+    Returns the generated value (to be shown once), or None when it already existed.
+    """
+    path = Path(current_app.instance_path) / name
+    if configured and not path.exists():
+        click.echo(f"{what}: from {env_var}")
+        return None
+    if path.exists():
+        click.echo(f"{what}: from {path}")
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    value = make()
+    path.write_text(value + "\n")
+    current_app.config[env_var.removeprefix("CONNECT_")] = value
+    click.echo(f"{what}: generated into {path} (set {env_var} to use your own)")
+    return value
+
+
+@connect_cli.command("init")
+@with_appcontext
+def init() -> None:
+    """First-start set-up for `make run`: migrations, operator token, encryption key."""
+    from . import db, migrations
+
+    migrations.upgrade(db.get_db().engine)
+    click.echo(f"database: migrated ({db.get_db().engine.url.render_as_string(hide_password=True)})")
+    token = ensure_instance_secret(
+        "operator_token", bool(current_app.config.get("OPERATOR_TOKEN")), "CONNECT_OPERATOR_TOKEN",
+        "operator token", lambda: "op_" + secrets.token_urlsafe(32))
+    if token:
+        click.echo(f"  the operator token, shown this once: {token}")
+
+
+@connect_cli.command("create-account")
+@click.argument("name")
+@click.option("--external-id", default=None, help="Your own id for the account.")
+@with_appcontext
+def create_account(name: str, external_id: str | None) -> None:
+    """Create an account and print its first API token."""
+    from . import db
+    from .accounts.service import create_account as create
+
+    with db.get_db().Session() as session:
+        account, token = create(session, name, external_id)
+    click.echo(f"account {account.id} ({account.name}) created; its token (shown once):")
+    click.echo(token)

@@ -1,0 +1,62 @@
+"""Every setting of the service, read from ``CONNECT_*`` environment variables.
+
+The README has the same table for operators; keep the two in step. Nothing here opens a file or a
+database: :func:`settings_from_environment` only reads strings, and ``create_app`` decides what to
+do with them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPORT_CARDS = PROJECT_ROOT / "report_cards"
+
+# (environment variable, config key, default, converter, description)
+SETTINGS: list[tuple[str, str, object, type, str]] = [
+    ("CONNECT_DATABASE_URL", "DATABASE_URL", None, str,
+     "SQLAlchemy URL. Default: SQLite file `instance/connect.db`."),
+    ("CONNECT_OPERATOR_TOKEN", "OPERATOR_TOKEN", None, str,
+     "Operator bearer token. Default: generated into `instance/operator_token` by `make run`."),
+    ("CONNECT_REPORT_CARDS", "REPORT_CARDS", str(DEFAULT_REPORT_CARDS), str,
+     "Report card folders, `os.pathsep`-separated; later folders win on the same `type`."),
+    ("CONNECT_ENCRYPTION_KEYS", "ENCRYPTION_KEYS", None, str,
+     "Comma-separated `key_id:base64key` AES-256-GCM keys; the first encrypts, all decrypt. "
+     "Default: generated into `instance/encryption_keys` by `make run`."),
+    ("CONNECT_PUBLIC_URL", "PUBLIC_URL", "http://127.0.0.1:8000", str,
+     "Public base URL of the service (OAuth callback, connect page links)."),
+    ("CONNECT_SECRET_TTL", "SECRET_TTL", 600, int,
+     "Seconds a `secret_id` from the OAuth callback stays usable."),
+    ("CONNECT_MAX_BODY_BYTES", "MAX_CONTENT_LENGTH", 1_048_576, int,
+     "Largest request body accepted; larger ones get 413."),
+    ("CONNECT_LOG_LEVEL", "LOG_LEVEL", "INFO", str, "Log level of the JSON log lines."),
+    ("CONNECT_TOKEN_REFRESH_MARGIN", "TOKEN_REFRESH_MARGIN", 300, int,
+     "Seconds before expiry at which an access token is refreshed."),
+    ("CONNECT_HTTP_TIMEOUT", "HTTP_TIMEOUT", 20.0, float,
+     "Seconds to wait for a provider or source API before giving up."),
+    ("CONNECT_EMBEDDED_WORKER", "EMBEDDED_WORKER", False, bool,
+     "Run a job worker thread inside the API process (set by `make run`)."),
+    ("CONNECT_RATE_LIMIT", "RATE_LIMIT", "", str,
+     "Per account-token rate limit such as `100/minute`; empty turns it off."),
+]
+
+
+def _convert(raw: str, kind: type) -> object:
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return kind(raw)
+
+
+def settings_from_environment(environ: os._Environ[str] | dict[str, str] | None = None) -> dict:
+    """The service's settings: documented defaults overridden by ``CONNECT_*`` variables."""
+    environ = os.environ if environ is None else environ
+    settings: dict[str, object] = {}
+    for variable, key, default, kind, _ in SETTINGS:
+        raw = environ.get(variable)
+        settings[key] = default if raw in (None, "") else _convert(raw, kind)
+    return settings
+
+
+def default_database_url(instance_path: str) -> str:
+    return f"sqlite:///{Path(instance_path) / 'connect.db'}"

@@ -1,0 +1,37 @@
+"""The flask-smorest Api: routes, schemas and the generated OpenAPI document."""
+
+from flask import Flask
+from flask_smorest import Api
+
+from .schemas import ApiErrorSchema
+
+API_SETTINGS = {
+    "API_TITLE": "connect",
+    "API_VERSION": "v4",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    # Served by this service from the swagger-ui-bundle package (see app/docs.py): no CDN.
+    "OPENAPI_SWAGGER_UI_URL": "/docs-assets/",
+    "API_SPEC_OPTIONS": {
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "info": {
+            "description": "Create data sources for your users and walk each through its "
+            "configuration. Every error has the shape {\"error\": {\"type\", \"message\", \"details\"}}.",
+        },
+    },
+}
+
+
+class ConnectApi(Api):
+    # Errors flask-smorest documents on its own (422 from arguments, the default) use our shape.
+    ERROR_SCHEMA = ApiErrorSchema
+
+
+def create_api(app: Flask) -> Api:
+    """One Api per app, so tests can build as many apps as they like."""
+    return ConnectApi(app)
