@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, catalog, db, logs
+from . import auth, catalog, crypto, db, logs
 from .config import default_database_url, settings_from_environment
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
@@ -27,6 +27,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     db.init_app(app)
     catalog.init_app(app)
+    crypto.init_app(app)
     auth.init_app(app)
 
     api = create_api(app)
@@ -34,8 +35,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .docs import blueprint as docs_assets
     from .health import blueprint as health
     from .source_types.routes import blueprint as source_types
+    from .sources.routes import blueprint as sources
 
-    for blueprint in (accounts, source_types):
+    for blueprint in (accounts, source_types, sources):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(docs_assets)

@@ -9,9 +9,13 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     String,
     TypeDecorator,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -70,3 +74,94 @@ class AccountToken(Base):
     revoked_at: Mapped[datetime | None]
 
     account: Mapped[Account] = relationship(back_populates="tokens")
+
+
+class Sealed:
+    """Mixin of rows that hold one encrypted value (see app/crypto.py).
+
+    ``associated_data`` names where the value lives, so a ciphertext moved to another row fails
+    to open. ``flask connect rotate-keys`` re-encrypts every row of every class with this mixin.
+    """
+
+    key_id: Mapped[str] = mapped_column(String(32))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    # Each subclass defines ``associated_data: str`` (a property naming where the value lives).
+
+
+class Source(Base):
+    """A data source of an account. Which step it stands at is derived (app/sources/steps.py)."""
+
+    __tablename__ = "sources"
+    __table_args__ = (
+        # Names are unique among an account's live sources; deleting a source frees its name.
+        Index("uq_sources_account_name_live", "account_id", "name", unique=True,
+              postgresql_where=text("deleted_at IS NULL"), sqlite_where=text("deleted_at IS NULL")),
+        Index("ix_sources_account_live_id", "account_id", "deleted_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    type: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(50))
+    display_name: Mapped[str] = mapped_column(String(255))
+    # Provided non-credential property values; credentials live in source_credentials.
+    properties: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Bumped on every change, so ETags and If-Match can tell versions apart.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Bumped when a form/oauth property changes: a check for an older generation no longer counts.
+    config_generation: Mapped[int] = mapped_column(Integer, default=1)
+    # The config generation whose connection check and discovery last succeeded (None: never).
+    discovered_generation: Mapped[int | None] = mapped_column(Integer)
+    connected_at: Mapped[datetime | None]
+    broken_at: Mapped[datetime | None]
+    broken_reason: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paused_at: Mapped[datetime | None]
+    system_paused_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+    credentials: Mapped[list[SourceCredential]] = relationship(
+        back_populates="source", cascade="all, delete-orphan", lazy="selectin")
+
+
+class SourceCredential(Sealed, Base):
+    __tablename__ = "source_credentials"
+    __table_args__ = (UniqueConstraint("source_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    source: Mapped[Source] = relationship(back_populates="credentials")
+
+    @property
+    def associated_data(self) -> str:
+        return f"source-credential:{self.source_id}:{self.name}"
+
+
+class SourceEvent(Base):
+    """The audit trail of a source. ``detail`` never holds a secret value."""
+
+    __tablename__ = "source_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(50))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class IdempotencyKey(Base):
+    """The first result of a ``POST /v4/sources`` sent with an ``Idempotency-Key``."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("account_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -21,11 +21,13 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.config import DEFAULT_REPORT_CARDS
+from app.crypto import generate_key_spec
 from app.migrations import upgrade
 from app.models import Base
 
 TESTS = Path(__file__).resolve().parent
 OPERATOR_TOKEN = "op_test_" + secrets.token_hex(8)
+TEST_KEYS = generate_key_spec()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -77,6 +79,7 @@ def base_config(database_url: str, **overrides: object) -> dict[str, object]:
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
         "REPORT_CARDS": str(DEFAULT_REPORT_CARDS),
         "LOG_LEVEL": "INFO",
+        "ENCRYPTION_KEYS": TEST_KEYS,
     }
     config.update(overrides)
     return config

@@ -21,9 +21,12 @@ from typing import Any
 from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from ..templating import TemplateProblem, render
 from .cards import STEP_TYPES, ReportCard
 
 SCHEMA_PATH = Path(__file__).with_name("report_card.schema.json")
+# What a system_values template may use (app/sources/service.py renders it with real values).
+SYSTEM_VALUES_CONTEXT = {"account": {"id": 1}, "source": {"id": 1, "name": "example"}}
 
 
 @dataclass(frozen=True)
@@ -129,10 +132,14 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
                     problems.append(CatalogProblem(
                         file, _json_path(["steps", s, "properties", p, "json_schema", *error.path]),
                         f"invalid json_schema: {error.message}"))
-    for name in document.get("system_values", {}):
+    for name, value in document.get("system_values", {}).items():
         if name not in seen_names:
             problems.append(CatalogProblem(
                 file, f"$.system_values.{name}", f"no property {name!r} in this card"))
+        try:
+            render(value, SYSTEM_VALUES_CONTEXT)
+        except TemplateProblem as error:
+            problems.append(CatalogProblem(file, f"$.system_values.{name}", f"template: {error}"))
     oauth = document.get("oauth")
     if oauth:
         if "oauth" not in step_types:

@@ -4,16 +4,31 @@ Each is a plain Flask app run on 127.0.0.1 by :func:`serve`, so the code under t
 talks real HTTP to something that behaves (and misbehaves) like a provider.
 """
 
-from .data_api import DataApi, DataApiSettings, create_data_api, get_data_api
-from .oauth_provider import OAuthProvider, ProviderSettings, create_oauth_provider, get_provider
+from .data_api import ApiFault, AuthScheme, DataApi, DataApiSettings, create_data_api, get_data_api
+from .oauth_provider import (
+    AUTHORIZE_PATH,
+    RESOURCE_PATH,
+    TOKEN_PATH,
+    OAuthProvider,
+    ProviderSettings,
+    TokenFault,
+    create_oauth_provider,
+    get_provider,
+)
 from .threaded import ServerThread, serve
 
 __all__ = [
+    "AUTHORIZE_PATH",
+    "RESOURCE_PATH",
+    "TOKEN_PATH",
+    "ApiFault",
+    "AuthScheme",
     "DataApi",
     "DataApiSettings",
     "OAuthProvider",
     "ProviderSettings",
     "ServerThread",
+    "TokenFault",
     "create_data_api",
     "create_oauth_provider",
     "get_data_api",

@@ -274,11 +274,15 @@ class DataApi:
 
     def authenticates_any(self, req: Request) -> bool:
         return any(
-            self.authenticates(scheme, req) for scheme in AuthScheme if scheme is not AuthScheme.PUBLIC
+            self.authenticates(scheme, req)
+            for scheme in AuthScheme
+            if scheme is not AuthScheme.PUBLIC
         )
 
 
-def _json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+def _json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers)
 
 
@@ -309,7 +313,7 @@ def _fault_response(fault: ApiFault, settings: DataApiSettings) -> Response | No
 
 def create_data_api(settings: DataApiSettings | None = None) -> Flask:
     """Build the data API app; its :class:`DataApi` is ``app.extensions["data_api"]``."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     api = DataApi(settings)
     app.extensions["data_api"] = api
 

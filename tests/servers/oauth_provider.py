@@ -201,9 +201,6 @@ class IssuedToken(TokenMixin):
     def get_user(self) -> ResourceOwner | None:
         return ResourceOwner(self.user_id) if self.user_id else None
 
-    def get_client(self) -> ClientMixin:
-        raise NotImplementedError("the provider looks clients up by id")
-
 
 @dataclass(frozen=True)
 class TokenRequestRecord:
@@ -643,7 +640,7 @@ def _drop_connection() -> Response:
 
 def create_oauth_provider(settings: ProviderSettings | None = None) -> Flask:
     """Build the provider app; its :class:`OAuthProvider` is ``app.extensions["provider"]``."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     provider = OAuthProvider(settings)
     app.extensions["provider"] = provider
     server = ProviderAuthorizationServer(app, provider)
@@ -670,7 +667,9 @@ def create_oauth_provider(settings: ProviderSettings | None = None) -> Flask:
         if fault in FAULTS_BEFORE_PROCESSING:
             return _fault_response(fault, provider.settings)
         if fault is TokenFault.SLOW:
-            time.sleep(pending.delay if pending.delay is not None else provider.settings.slow_seconds)
+            time.sleep(
+                pending.delay if pending.delay is not None else provider.settings.slow_seconds
+            )
         with provider.lock:
             response = server.create_token_response()
         if fault is TokenFault.LOST_RESPONSE and response.status_code == 200:

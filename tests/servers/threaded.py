@@ -42,10 +42,12 @@ class ServerThread(threading.Thread):
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting requests, close the listening socket and wait for the loop to end."""
-        if self.is_alive():
+        started = self.ident is not None
+        if started:
             self.server.shutdown()
         self.server.server_close()
-        self.join(timeout)
+        if started:
+            self.join(timeout)
 
 
 @contextmanager

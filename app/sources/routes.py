@@ -1,0 +1,141 @@
+"""``/v4/sources``: thin views over app/sources/service.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from .. import db
+from ..auth import account_only, current_account_id
+from ..catalog import get_catalog
+from ..crypto import get_keyring
+from ..errors import Invalid
+from ..models import Source
+from ..schemas import ApiErrorSchema
+from . import service
+from .facts import facts_for
+from .presenter import etag, source_body, timestamp
+from .schemas import (
+    EventSchema,
+    ListArgsSchema,
+    SourceCreateSchema,
+    SourcePageSchema,
+    SourceSchema,
+    SourceUpdateSchema,
+)
+
+blueprint = Blueprint("sources", __name__, url_prefix="/v4/sources",
+                      description="Sources and where each stands in its configuration.")
+
+
+def change_from(body: dict[str, Any]) -> service.SourceChange:
+    return service.SourceChange(
+        display_name=body.get("display_name"),
+        name=body.get("name"),
+        properties=body.get("properties") or {},
+        paused_at=body.get("paused_at"),
+        paused_at_given="paused_at" in body,
+    )
+
+
+def source_response(source: Source, status: int = 200, **headers: str) -> Response:
+    session = db.session()
+    card = get_catalog().get(source.type)
+    with session.begin():
+        facts = facts_for(session, [source])[source.id]
+    response = jsonify(source_body(source, card, facts))
+    response.status_code = status
+    response.headers["ETag"] = etag(source)
+    response.headers.update(headers)
+    return response
+
+
+def if_match_header() -> list[str] | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+@blueprint.route("")
+class Sources(MethodView):
+    decorators = [account_only]
+
+    @blueprint.arguments(SourceCreateSchema)
+    @blueprint.response(201, SourceSchema)
+    @blueprint.alt_response(409, schema=ApiErrorSchema)
+    @blueprint.alt_response(422, schema=ApiErrorSchema)
+    @blueprint.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
+                                "schema": {"type": "string", "maxLength": 255}}])
+    def post(self, body: dict[str, Any]) -> Response:
+        """Create a source. The same Idempotency-Key and body return the first result."""
+        key = request.headers.get("Idempotency-Key") or None
+        if key is not None and len(key) > 255:
+            raise Invalid("Idempotency-Key is longer than 255 characters",
+                          details=[{"field": "Idempotency-Key", "reason": "longer than 255"}])
+        source, replayed = service.create_source(
+            db.session(), get_catalog(), get_keyring(), current_account_id(), body["type"],
+            change_from(body), request.get_json(), key)
+        headers = {"Location": url_for("sources.SourceById", source_id=source.id)}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return source_response(source, 201, **headers)
+
+    @blueprint.arguments(ListArgsSchema, location="query")
+    @blueprint.response(200, SourcePageSchema)
+    def get(self, args: dict[str, Any]) -> Response:
+        """List live sources, newest first: ``?limit=`` (≤100) and ``?cursor=`` from the last page."""
+        session = db.session()
+        rows, next_cursor = service.list_sources(session, current_account_id(), args["limit"],
+                                                 args["cursor"])
+        catalog = get_catalog()
+        with session.begin():
+            facts = facts_for(session, rows)
+        data = [source_body(row, catalog.get(row.type), facts[row.id]) for row in rows]
+        return jsonify(data=data, next_cursor=next_cursor)
+
+
+@blueprint.route("/<int:source_id>")
+class SourceById(MethodView):
+    decorators = [account_only]
+
+    @blueprint.response(200, SourceSchema)
+    @blueprint.alt_response(404, schema=ApiErrorSchema)
+    def get(self, source_id: int) -> Response:
+        """One source with its report card; poll it to follow the source's progress."""
+        return source_response(service.get_source(db.session(), current_account_id(), source_id))
+
+    @blueprint.arguments(SourceUpdateSchema)
+    @blueprint.response(200, SourceSchema)
+    @blueprint.alt_response(404, schema=ApiErrorSchema)
+    @blueprint.alt_response(409, schema=ApiErrorSchema)
+    @blueprint.alt_response(422, schema=ApiErrorSchema)
+    @blueprint.doc(parameters=[{"in": "header", "name": "If-Match", "required": False,
+                                "schema": {"type": "string"}}])
+    def put(self, body: dict[str, Any], source_id: int) -> Response:
+        """Update: given properties are set, null clears one, the rest keep their values."""
+        source = service.update_source(
+            db.session(), get_catalog(), get_keyring(), current_account_id(), source_id,
+            change_from(body), if_match_header())
+        return source_response(source)
+
+    @blueprint.response(200, SourceSchema)
+    @blueprint.alt_response(404, schema=ApiErrorSchema)
+    def delete(self, source_id: int) -> Response:
+        """Delete (softly): the source disappears from reads and lists."""
+        return source_response(service.delete_source(db.session(), current_account_id(), source_id))
+
+
+@blueprint.route("/<int:source_id>/events")
+class SourceEvents(MethodView):
+    decorators = [account_only]
+
+    @blueprint.response(200, EventSchema(many=True))
+    @blueprint.alt_response(404, schema=ApiErrorSchema)
+    def get(self, source_id: int) -> Response:
+        """The audit trail of the source, oldest first. Never holds a secret value."""
+        events = service.list_events(db.session(), current_account_id(), source_id)
+        return jsonify([{"type": e.type, "at": timestamp(e.at), "detail": e.detail} for e in events])

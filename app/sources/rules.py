@@ -1,0 +1,97 @@
+"""Property rules, as plain functions over a report card and plain values.
+
+All rules are checked for all properties of a request before anything is written, and every
+broken rule becomes one entry of ``details``. Messages about a credential never repeat its value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema.exceptions import best_match
+
+from ..catalog.cards import PropertySpec, ReportCard
+
+NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_$]*$")
+NAME_MAX = 49  # "under 50 characters"
+
+
+def derive_name(display_name: str) -> str:
+    """Stitch's rule: lower case, every run of other characters becomes ``_``; cut to fit."""
+    name = re.sub(r"[^a-z0-9]+", "_", display_name.lower()).strip("_")
+    if name and name[0].isdigit():
+        name = "_" + name
+    return name[:NAME_MAX].rstrip("_") if len(name) > NAME_MAX else name
+
+
+def name_problem(name: str) -> str | None:
+    if not name:
+        return "is empty"
+    if len(name) > NAME_MAX:
+        return f"must be under 50 characters (got {len(name)})"
+    if not NAME_PATTERN.match(name):
+        return "must be lower-case letters, digits, '_' or '$', starting with a letter or '_'"
+    return None
+
+
+def _problem(prop: str, reason: str) -> dict[str, str]:
+    return {"property": prop, "field": f"properties.{prop}", "reason": reason}
+
+
+def _schema_reason(spec: PropertySpec, value: Any) -> str | None:
+    if spec.validator is None:
+        # A null json_schema means "any string" (REPORT_CARDS.md).
+        if spec.json_schema is None and not isinstance(value, str):
+            return f"must be a string, got {_json_type(value)}"
+        return None
+    error = best_match(spec.validator.iter_errors(value))
+    if error is None:
+        return None
+    if spec.is_credential:
+        # jsonschema messages quote the instance; for a credential say only what was wrong.
+        where = "".join(f"[{p!r}]" for p in error.absolute_path)
+        return f"value{where} fails the {error.validator!r} rule of its json_schema"
+    return error.message
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)
+
+
+def check_properties(
+    card: ReportCard,
+    incoming: Mapping[str, Any],
+    current: Mapping[str, Any],
+) -> list[dict[str, str]]:
+    """Problems with setting ``incoming`` on a source whose provided values are ``current``.
+
+    ``current`` maps provided property names to values (credentials to a sentinel: their values
+    are never compared). ``None`` in ``incoming`` clears a property.
+    """
+    problems: list[dict[str, str]] = []
+    for name, value in incoming.items():
+        spec = card.properties.get(name)
+        if spec is None:
+            problems.append(_problem(name, f"not a property of source type {card.type!r}"))
+            continue
+        if spec.is_read_only:
+            problems.append(_problem(name, "read-only: the service sets it"))
+            continue
+        if spec.property_type == "user_provided_immutable" and name in current:
+            if value is None or value != current[name]:
+                problems.append(_problem(name, "immutable: it cannot change once set"))
+            continue
+        if value is None:
+            continue
+        if isinstance(value, str) and value == "":
+            problems.append(_problem(name, "must not be empty; send null to clear it"))
+            continue
+        reason = _schema_reason(spec, value)
+        if reason is not None:
+            problems.append(_problem(name, reason))
+    return problems

@@ -1,0 +1,61 @@
+from marshmallow import Schema, fields, validate
+
+from ..source_types.schemas import PropertySchema
+
+class SourceCreateSchema(Schema):
+    type = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    display_name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    name = fields.String(validate=validate.Length(min=1, max=49),
+                         metadata={"description": "Default: derived from display_name."})
+    properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+    paused_at = fields.AwareDateTime(allow_none=True)
+
+
+class SourceUpdateSchema(Schema):
+    display_name = fields.String(validate=validate.Length(min=1, max=255))
+    properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+    paused_at = fields.AwareDateTime(allow_none=True)
+
+
+class SourceStepSchema(Schema):
+    type = fields.String(required=True)
+    properties = fields.List(fields.Nested(PropertySchema), required=True)
+
+
+class SourceReportCardSchema(Schema):
+    type = fields.String(required=True)
+    current_step = fields.Integer(required=True)
+    current_step_type = fields.String(required=True)
+    steps = fields.List(fields.Nested(SourceStepSchema), required=True)
+    setup_error = fields.Dict(metadata={"description": "Why the source is broken (only then)."})
+
+
+class SourceSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    display_name = fields.String(required=True)
+    type = fields.String(required=True)
+    properties = fields.Dict(required=True)
+    report_card = fields.Nested(SourceReportCardSchema, required=True)
+    setup_state = fields.String(required=True, validate=validate.OneOf(["incomplete", "connected", "broken"]))
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+    paused_at = fields.String(required=True, allow_none=True)
+    system_paused_at = fields.String(required=True, allow_none=True)
+    deleted_at = fields.String(required=True, allow_none=True)
+
+
+class SourcePageSchema(Schema):
+    data = fields.List(fields.Nested(SourceSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class ListArgsSchema(Schema):
+    limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+
+
+class EventSchema(Schema):
+    type = fields.String(required=True)
+    at = fields.String(required=True)
+    detail = fields.Dict(required=True)
