@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/flask --app wsgi connect init
 	CONNECT_EMBEDDED_WORKER=$${CONNECT_EMBEDDED_WORKER:-1} $(BIN)/gunicorn --bind $(HOST):$(PORT) \
-		--workers $(WEB_WORKERS) --threads 4 --access-logfile - --error-logfile - wsgi:app
+		--workers $(WEB_WORKERS) --threads 4 --error-logfile - wsgi:app
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

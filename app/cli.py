@@ -94,3 +94,22 @@ def create_account(name: str, external_id: str | None) -> None:
         account, token = create(session, name, external_id)
     click.echo(f"account {account.id} ({account.name}) created; its token (shown once):")
     click.echo(token)
+
+
+@connect_cli.command("rotate-keys")
+@click.option("--batch-size", default=500, show_default=True)
+@with_appcontext
+def rotate_keys(batch_size: int) -> None:
+    """Re-encrypt every stored secret under the first key of CONNECT_ENCRYPTION_KEYS.
+
+    Run it after putting a new key first; once it reports 0 rows left under old keys, the old
+    keys can be removed from the setting.
+    """
+    from . import db
+    from .crypto import get_keyring
+    from .secrets_store import rotate_all
+
+    counts = rotate_all(db.get_db().Session, get_keyring(), batch_size)
+    for table, count in counts.items():
+        click.echo(f"{table}: {count} re-encrypted")
+    click.echo(f"all secrets are now under key {get_keyring().primary_id!r}")

@@ -77,7 +77,7 @@ def base_config(database_url: str, **overrides: object) -> dict[str, object]:
         "TESTING": True,
         "DATABASE_URL": database_url,
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
-        "REPORT_CARDS": str(DEFAULT_REPORT_CARDS),
+        "REPORT_CARDS": os.pathsep.join([str(DEFAULT_REPORT_CARDS), str(TESTS / "report_cards")]),
         "LOG_LEVEL": "INFO",
         "ENCRYPTION_KEYS": TEST_KEYS,
     }

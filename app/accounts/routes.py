@@ -15,6 +15,7 @@ from .schemas import (
     TokenSchema,
 )
 
+
 def vars_of(row: object, schema: type) -> dict:
     """The row's attributes that the schema shows, for adding a one-time ``token`` beside them."""
     return {name: getattr(row, name) for name in schema._declared_fields}

@@ -2,6 +2,7 @@ from marshmallow import Schema, fields, validate
 
 from ..source_types.schemas import PropertySchema
 
+
 class SourceCreateSchema(Schema):
     type = fields.String(required=True, validate=validate.Length(min=1, max=100))
     display_name = fields.String(required=True, validate=validate.Length(min=1, max=255))

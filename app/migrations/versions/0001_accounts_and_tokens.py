@@ -4,11 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-22 22:14:56.140077
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import app.models  # noqa: F401  (custom column types)
-
 
 revision = '0001'
 down_revision = None

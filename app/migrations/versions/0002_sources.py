@@ -4,11 +4,10 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22 22:17:57.809802
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import app.models  # noqa: F401  (custom column types)
-
 
 revision = '0002'
 down_revision = '0001'
