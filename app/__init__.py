@@ -11,6 +11,7 @@ from . import auth, catalog, crypto, db, logs
 from .config import default_database_url, settings_from_environment
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
+from .models import load_all_models
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -24,6 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("OPERATOR_TOKEN"):
         app.config["OPERATOR_TOKEN"] = _read_instance_file(app, "operator_token")
 
+    load_all_models()
     logs.init_app(app)
     db.init_app(app)
     catalog.init_app(app)
@@ -34,10 +36,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .accounts.routes import blueprint as accounts
     from .docs import blueprint as docs_assets
     from .health import blueprint as health
+    from .oauth.routes import blueprint as oauth
     from .source_types.routes import blueprint as source_types
     from .sources.routes import blueprint as sources
 
-    for blueprint in (accounts, source_types, sources):
+    for blueprint in (accounts, source_types, sources, oauth):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(docs_assets)

@@ -165,3 +165,9 @@ class IdempotencyKey(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def load_all_models() -> None:
+    """Import every module that defines models, so ``Base.metadata`` knows all tables."""
+    from .connectors import models as _connectors  # noqa: F401
+    from .oauth import models as _oauth  # noqa: F401

@@ -23,7 +23,9 @@ from app import create_app
 from app.config import DEFAULT_REPORT_CARDS
 from app.crypto import generate_key_spec
 from app.migrations import upgrade
-from app.models import Base
+from app.models import Base, load_all_models
+
+load_all_models()
 
 TESTS = Path(__file__).resolve().parent
 OPERATOR_TOKEN = "op_test_" + secrets.token_hex(8)

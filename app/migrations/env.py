@@ -1,6 +1,8 @@
 from alembic import context
 
-from app.models import Base
+from app.models import Base, load_all_models
+
+load_all_models()
 
 engine = context.config.attributes["engine"]
 

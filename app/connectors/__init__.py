@@ -1,0 +1,1 @@
+"""Calls to a source's own API: authenticators, the token store, templated requests."""

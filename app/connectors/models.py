@@ -1,0 +1,1 @@
+"""Rows of the token store (cached access and session tokens)."""

@@ -1,0 +1,1 @@
+"""The managed OAuth handshake: OAuth apps, initiate, callback, secret_id."""
