@@ -1,5 +1,7 @@
 from marshmallow import Schema, fields, validate
 
+from ..schemas import Timestamp
+
 
 class AccountCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
@@ -10,7 +12,7 @@ class AccountSchema(Schema):
     id = fields.Integer(required=True)
     name = fields.String(required=True)
     external_id = fields.String(allow_none=True, required=True)
-    created_at = fields.DateTime(required=True)
+    created_at = Timestamp(required=True)
 
 
 class AccountCreatedSchema(AccountSchema):
@@ -20,8 +22,8 @@ class AccountCreatedSchema(AccountSchema):
 class TokenSchema(Schema):
     id = fields.Integer(required=True)
     hint = fields.String(required=True, metadata={"description": "Last four characters."})
-    created_at = fields.DateTime(required=True)
-    revoked_at = fields.DateTime(allow_none=True, required=True)
+    created_at = Timestamp(required=True)
+    revoked_at = Timestamp(allow_none=True, required=True)
 
 
 class TokenCreatedSchema(TokenSchema):
