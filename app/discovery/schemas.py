@@ -1,0 +1,53 @@
+from marshmallow import Schema, fields, validate
+
+from ..schemas import Timestamp
+
+
+class CheckErrorSchema(Schema):
+    type = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class ConnectionCheckSchema(Schema):
+    id = fields.Integer(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "succeeded", "failed"]))
+    error = fields.Nested(CheckErrorSchema, allow_none=True)
+    stream_count = fields.Integer(allow_none=True)
+    created_at = Timestamp(required=True)
+    started_at = Timestamp(allow_none=True)
+    completed_at = Timestamp(allow_none=True)
+
+
+class StreamSummarySchema(Schema):
+    stream_id = fields.Integer(required=True)
+    tap_stream_id = fields.String(required=True)
+    stream_name = fields.String(required=True)
+    selected = fields.Boolean(required=True)
+
+
+class MetadataEntrySchema(Schema):
+    breadcrumb = fields.List(fields.String(), required=True)
+    metadata = fields.Dict(required=True)
+
+
+class StreamSchema(Schema):
+    stream_id = fields.Integer(required=True)
+    tap_stream_id = fields.String(required=True)
+    schema = fields.Dict(required=True)
+    metadata = fields.List(fields.Nested(MetadataEntrySchema), required=True)
+    non_discoverable_metadata_keys = fields.List(fields.String(), required=True)
+
+
+class MetadataWriteSchema(Schema):
+    breadcrumb = fields.List(fields.String(validate=validate.Length(max=255)), required=True,
+                             validate=validate.Length(max=10))
+    metadata = fields.Dict(keys=fields.String(), required=True)
+
+
+class StreamWriteSchema(Schema):
+    tap_stream_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    metadata = fields.List(fields.Nested(MetadataWriteSchema), required=True, validate=validate.Length(max=10_000))
+
+
+class SelectionSchema(Schema):
+    streams = fields.List(fields.Nested(StreamWriteSchema), required=True, validate=validate.Length(min=1, max=1000))

@@ -1,0 +1,153 @@
+"""Use cases of connection checks, streams and field selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..catalog import Catalog
+from ..catalog.cards import CREDENTIAL_STEP_TYPES, ReportCard
+from ..db import begin_write
+from ..errors import Conflict, Invalid, NotFound
+from ..jobs.queue import enqueue
+from ..models import Source, utcnow
+from ..sources.facts import facts_for, provided_names
+from ..sources.service import _live_source, record_event
+from ..sources.steps import derive_step
+from .catalog import carry_selections, discovered_metadata, merged_metadata, selection_problems, stream_selected
+from .models import ConnectionCheck, Stream
+
+CHECK_JOB = "check_and_discover"
+
+
+def credential_steps_complete(card: ReportCard, source: Source) -> bool:
+    provided = provided_names(source)
+    return all(p.name in provided for step in card.steps if step.type in CREDENTIAL_STEP_TYPES
+               for p in step.required)
+
+
+def queue_check(session: Session, source: Source) -> ConnectionCheck:
+    """Queue check + discovery for the source's current configuration (one queued at a time)."""
+    job = enqueue(session, CHECK_JOB, source.id, {"config_generation": source.config_generation})
+    check = session.scalars(select(ConnectionCheck).where(
+        ConnectionCheck.source_id == source.id, ConnectionCheck.status == "queued")).first()
+    if check is None:
+        check = ConnectionCheck(source_id=source.id, config_generation=source.config_generation)
+        session.add(check)
+    check.config_generation = source.config_generation
+    job.payload = {"config_generation": source.config_generation}
+    session.flush()
+    return check
+
+
+def queue_check_when_ready(session: Session, source: Source, card: ReportCard, changed: set[str]) -> None:
+    """Hook on property changes: the last credential arrived, or a form/oauth property changed."""
+    if changed and card.has_step("discover_schema") and credential_steps_complete(card, source):
+        queue_check(session, source)
+
+
+def request_discovery(session: Session, account_id: int, source_id: int) -> ConnectionCheck:
+    with begin_write(session):
+        source = _live_source(session, account_id, source_id, lock=True)
+        return queue_check(session, source)
+
+
+def last_check(session: Session, account_id: int, source_id: int) -> ConnectionCheck:
+    with session.begin():
+        _live_source(session, account_id, source_id, lock=False)
+        check = session.scalars(select(ConnectionCheck).where(ConnectionCheck.source_id == source_id)
+                                .order_by(ConnectionCheck.id.desc()).limit(1)).first()
+    if check is None:
+        raise NotFound(f"no connection check has run for source {source_id}")
+    return check
+
+
+def list_streams(session: Session, account_id: int, source_id: int) -> list[Stream]:
+    with session.begin():
+        _live_source(session, account_id, source_id, lock=False)
+        return list(session.scalars(select(Stream).where(Stream.source_id == source_id).order_by(Stream.id)))
+
+
+def get_stream(session: Session, account_id: int, source_id: int, stream_id: int) -> Stream:
+    with session.begin():
+        _live_source(session, account_id, source_id, lock=False)
+        stream = session.get(Stream, stream_id)
+    if stream is None or stream.source_id != source_id:
+        raise NotFound(f"stream {stream_id} not found")
+    return stream
+
+
+def stream_body(stream: Stream) -> dict[str, Any]:
+    return {
+        "stream_id": stream.id,
+        "tap_stream_id": stream.tap_stream_id,
+        "schema": stream.schema,
+        "metadata": merged_metadata(stream.discovered_metadata, stream.selections),
+        "non_discoverable_metadata_keys": ["selected", "replication-method", "replication-key"],
+    }
+
+
+def update_selection(session: Session, catalog: Catalog, account_id: int, source_id: int,
+                     streams: list[dict[str, Any]]) -> list[Stream]:
+    with begin_write(session):
+        source = _live_source(session, account_id, source_id, lock=True)
+        card = catalog.get(source.type)
+        if not card.has_step("field_selection"):
+            raise Conflict(f"source type {card.type} has no field selection", type="not_ready")
+        position = derive_step(card, facts_for(session, [source])[source.id])
+        if position.type not in ("field_selection", "fully_configured"):
+            raise Conflict(f"streams can be selected once discovery has succeeded; the source is at "
+                           f"{position.type}", type="not_ready",
+                           details=[{"field": "report_card.current_step_type", "reason": position.type}])
+        rows = {s.tap_stream_id: s for s in session.scalars(select(Stream).where(Stream.source_id == source_id))}
+        problems: list[dict[str, str]] = []
+        updates: dict[str, dict[str, Any]] = {}
+        for index, entry in enumerate(streams):
+            tap_stream_id = entry["tap_stream_id"]
+            stream = rows.get(tap_stream_id)
+            if stream is None:
+                problems.append({"field": f"streams[{index}].tap_stream_id",
+                                 "reason": f"unknown stream {tap_stream_id!r}"})
+                continue
+            selections, stream_problems = selection_problems(
+                tap_stream_id, stream.discovered_metadata, updates.get(tap_stream_id, stream.selections),
+                entry["metadata"])
+            problems += stream_problems
+            updates[tap_stream_id] = selections
+        if problems:
+            raise Invalid("; ".join(f"{p['field']}: {p['reason']}" for p in problems), details=problems,
+                          type="invalid_selection")
+        for tap_stream_id, selections in updates.items():
+            stream = rows[tap_stream_id]
+            stream.selections = selections
+            stream.selected = stream_selected(stream.discovered_metadata, selections)
+        record_event(session, source, "selection_updated",
+                     {"streams": sorted(updates), "selected": sorted(s.tap_stream_id for s in rows.values() if s.selected)})
+        source.version += 1
+        source.updated_at = utcnow()
+        return sorted(rows.values(), key=lambda s: s.id)
+
+
+def save_discovery(session: Session, source: Source, found: list[tuple[dict[str, Any], bool]]) -> dict[str, list[str]]:
+    """Replace the discovered streams, keeping selections of streams and fields that still exist."""
+    existing = {s.tap_stream_id: s for s in session.scalars(select(Stream).where(Stream.source_id == source.id))}
+    seen: set[str] = set()
+    for spec, supported in found:
+        tap_stream_id = spec["tap_stream_id"]
+        seen.add(tap_stream_id)
+        metadata = discovered_metadata(spec, supported)
+        stream = existing.get(tap_stream_id)
+        if stream is None:
+            stream = Stream(source_id=source.id, tap_stream_id=tap_stream_id, selections={})
+            session.add(stream)
+        stream.stream_name = spec.get("stream_name", tap_stream_id)
+        stream.schema = spec["schema"]
+        stream.discovered_metadata = metadata
+        stream.selections = carry_selections(stream.selections or {}, metadata)
+        stream.selected = stream_selected(metadata, stream.selections)
+    removed = sorted(set(existing) - seen)
+    for tap_stream_id in removed:
+        session.delete(existing[tap_stream_id])
+    return {"added": sorted(seen - set(existing)), "removed": removed}
