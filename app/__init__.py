@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, catalog, crypto, db, logs
+from . import auth, catalog, crypto, db, logs, oauth
 from .config import default_database_url, settings_from_environment
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     db.init_app(app)
     catalog.init_app(app)
+    oauth.init_app(app)
     crypto.init_app(app)
     auth.init_app(app)
 
@@ -36,11 +37,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .accounts.routes import blueprint as accounts
     from .docs import blueprint as docs_assets
     from .health import blueprint as health
-    from .oauth.routes import blueprint as oauth
+    from .oauth.routes import blueprint as oauth_routes
     from .source_types.routes import blueprint as source_types
     from .sources.routes import blueprint as sources
 
-    for blueprint in (accounts, source_types, sources, oauth):
+    for blueprint in (accounts, source_types, sources, oauth_routes):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(docs_assets)

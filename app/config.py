@@ -26,6 +26,11 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
      "Default: generated into `instance/encryption_keys` by `make run`."),
     ("CONNECT_PUBLIC_URL", "PUBLIC_URL", "http://127.0.0.1:8000", str,
      "Public base URL of the service (OAuth callback, connect page links)."),
+    ("CONNECT_OAUTH_APPS", "OAUTH_APPS", None, str,
+     "Path of a JSON file of operator-wide OAuth apps, read at start-up: "
+     "`{\"<source_type>\": {\"client_id\": …, \"client_secret\": …, \"scopes\": [optional]}}`. "
+     "An operator app set with `PUT /v4/oauth/credentials` wins over the file's entry for the same "
+     "type. A bad file stops start-up. Keep it readable by the service only."),
     ("CONNECT_SECRET_TTL", "SECRET_TTL", 600, int,
      "Seconds a `secret_id` from the OAuth callback stays usable."),
     ("CONNECT_MAX_BODY_BYTES", "MAX_CONTENT_LENGTH", 1_048_576, int,

@@ -10,7 +10,9 @@ from . import service
 from .schemas import (
     AccountCreatedSchema,
     AccountCreateSchema,
+    AccountDetailSchema,
     AccountSchema,
+    AccountSettingsSchema,
     TokenCreatedSchema,
     TokenSchema,
 )
@@ -47,11 +49,20 @@ class Accounts(MethodView):
 
 @blueprint.route("/<int:account_id>")
 class AccountById(MethodView):
-    @blueprint.response(200, AccountSchema)
+    @blueprint.response(200, AccountDetailSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     def get(self, account_id: int):  # type: ignore[no-untyped-def]
         """One account (the operator sees every account; an account token only its own)."""
         return service.get_account(db.session(), current_principal(), account_id)
+
+    @blueprint.arguments(AccountSettingsSchema)
+    @blueprint.response(200, AccountDetailSchema)
+    @blueprint.alt_response(404, schema=ApiErrorSchema)
+    @blueprint.alt_response(422, schema=ApiErrorSchema)
+    def put(self, body, account_id: int):  # type: ignore[no-untyped-def]
+        """Set the account's settings (the operator, or the account itself)."""
+        return service.update_account(db.session(), current_principal(), account_id,
+                                      body["redirect_url_allowlist"])
 
 
 @blueprint.route("/<int:account_id>/tokens")

@@ -15,6 +15,18 @@ class AccountSchema(Schema):
     created_at = Timestamp(required=True)
 
 
+class AccountSettingsSchema(Schema):
+    redirect_url_allowlist = fields.List(
+        fields.String(validate=validate.Length(min=1, max=2048)), required=True, allow_none=True,
+        validate=validate.Length(max=100), metadata={
+            "description": "The only redirect_url values POST /v4/oauth/initiate accepts for this "
+                           "account (exact match); null or [] accepts any https (or loopback http) URL."})
+
+
+class AccountDetailSchema(AccountSchema):
+    redirect_url_allowlist = fields.List(fields.String(), required=True, allow_none=True)
+
+
 class AccountCreatedSchema(AccountSchema):
     token = fields.String(required=True, metadata={"description": "Shown once; store it now."})
 

@@ -38,6 +38,7 @@ def change_from(body: dict[str, Any]) -> service.SourceChange:
         properties=body.get("properties") or {},
         paused_at=body.get("paused_at"),
         paused_at_given="paused_at" in body,
+        secret_id=body.get("secret_id"),
     )
 
 

@@ -9,12 +9,16 @@ class SourceCreateSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=49),
                          metadata={"description": "Default: derived from display_name."})
     properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+    secret_id = fields.String(validate=validate.Length(min=1, max=200), metadata={
+        "description": "From the OAuth callback: provides the oauth step's credentials (once)."})
     paused_at = fields.AwareDateTime(allow_none=True)
 
 
 class SourceUpdateSchema(Schema):
     display_name = fields.String(validate=validate.Length(min=1, max=255))
     properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+    secret_id = fields.String(validate=validate.Length(min=1, max=200), metadata={
+        "description": "From the OAuth callback: provides the oauth step's credentials (once)."})
     paused_at = fields.AwareDateTime(allow_none=True)
 
 

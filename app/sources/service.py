@@ -46,12 +46,31 @@ class SourceChange:
     # Extra properties supplied by the service itself (an OAuth secret_id): not checked against
     # read-only rules, but still against their schemas.
     system_properties: dict[str, Any] = field(default_factory=dict)
+    # The result of an OAuth handshake to apply: redeemed into system_properties inside the
+    # change's own transaction, so it is used up only if the change commits.
+    secret_id: str | None = None
 
 
 # Hooks that other modules register (the OAuth handshake fills properties from a secret_id,
 # discovery queues a check when the credential steps complete), so this module need not import
 # them. Each takes (session, source, card) and returns nothing.
 after_properties_changed: list[Callable[[Session, Source, ReportCard, set[str]], None]] = []
+
+# Set by app/oauth (``init_app``): takes (session, keyring, source, card, secret_id, the request's
+# properties), uses the secret up and returns the property values it stands for, or raises the
+# ApiError that says why it cannot be used.
+redeem_secret: Callable[[Session, Keyring, Source, ReportCard, str, Mapping[str, Any]], dict[str, Any]] | None = None
+
+
+def _system_properties(session: Session, keyring: Keyring, source: Source, card: ReportCard,
+                       change: SourceChange) -> dict[str, Any]:
+    if change.secret_id is None:
+        return change.system_properties
+    if redeem_secret is None:
+        raise Invalid("secret_id is not accepted: the OAuth handshake is not set up in this service",
+                      details=[{"field": "secret_id", "reason": "not accepted"}])
+    redeemed = redeem_secret(session, keyring, source, card, change.secret_id, change.properties)
+    return {**change.system_properties, **redeemed}
 
 
 def record_event(session: Session, source: Source, type_: str, detail: dict | None = None) -> None:
@@ -210,10 +229,10 @@ def create_source(
                             updated_at=now, paused_at=change.paused_at)
             session.add(source)
             session.flush()  # the id binds credentials' ciphertexts to this source
-            values = {**_system_values(card, account_id, source), **change.properties,
-                      **change.system_properties}
-            changed = _apply_properties(session, keyring, source, card, values)
             record_event(session, source, "created", {"type": card.type})
+            values = {**_system_values(card, account_id, source), **change.properties,
+                      **_system_properties(session, keyring, source, card, change)}
+            changed = _apply_properties(session, keyring, source, card, values)
             if change.properties:
                 record_event(session, source, "properties_updated",
                              {"names": sorted(change.properties)})
@@ -255,8 +274,9 @@ def update_source(
         problems = check_properties(card, change.properties, _current_values(source))
         if problems:
             raise _invalid_properties(problems)
+        system_properties = _system_properties(session, keyring, source, card, change)
         changed = _apply_properties(session, keyring, source, card,
-                                    {**change.properties, **change.system_properties})
+                                    {**change.properties, **system_properties})
         touched = bool(changed)
         if change.properties:
             record_event(session, source, "properties_updated", {"names": sorted(change.properties)})

@@ -1,0 +1,584 @@
+"""The authorization-code handshake: initiate, callback, and redeeming the ``secret_id``.
+
+1. :func:`initiate` (an account's backend) picks the OAuth app, stores a state row (the PKCE
+   verifier and the app's secret sealed in it) and returns the provider's consent URL.
+2. :func:`complete_callback` (the user's browser, sent back by the provider) uses the state up,
+   exchanges the code with Authlib's OAuth 2 client, keeps the result sealed as a secret and
+   answers with where to send the browser: the integrator's ``redirect_url`` with ``secret_id``
+   added, or with ``error``/``error_description``. A reconnect applies the result to its source
+   at once instead.
+3. :func:`redeem_secret` runs inside the transaction of ``POST /v4/sources`` or
+   ``PUT /v4/sources/{id}`` (app/sources/service.py calls it), so the secret is used up only when
+   the source change commits.
+
+The HTTP call to the provider runs between transactions: no database lock is held while a slow
+provider makes the user wait.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .. import redaction
+from ..catalog import Catalog
+from ..catalog.cards import ReportCard
+from ..crypto import Keyring
+from ..crypto import Sealed as SealedValue
+from ..db import begin_write
+from ..errors import ApiError, Conflict, Gone, Invalid, NotFound
+from ..models import Account, Source, utcnow
+from ..sources import service as sources
+from ..templating import TemplateProblem, render
+from .apps import ClientCredentials, oauth_card, resolve_app
+from .models import OAuthSecret, OAuthState
+from .redirect_urls import LOOPBACK_HOSTS, allowlist_problem, redirect_url_problem, with_query
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/v4/oauth/callback"
+STATE_LIFETIME = timedelta(minutes=10)
+# Used-up and expired rows are kept this long (to tell "expired" from "unknown", and for audit).
+RETENTION = timedelta(days=1)
+SECRET_PREFIX = "sec_"
+# An input value lands inside a URL template (``https://{{ properties.shop }}.myshopify.com``). A
+# value with '/', '?', '@' or ':' could move the whole URL to another host, and the token request
+# (with the operator's client secret) with it, so inputs are restricted to what fits in a host label.
+SAFE_INPUT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?$")
+# Parameters the handshake itself sets; a card's authorize_params/token_params cannot replace them.
+RESERVED_AUTHORIZE_PARAMS = frozenset({"response_type", "client_id", "redirect_uri", "scope", "state",
+                                       "code_challenge", "code_challenge_method"})
+RESERVED_TOKEN_PARAMS = frozenset({"grant_type", "code", "redirect_uri", "client_id", "client_secret",
+                                   "code_verifier"})
+# RFC 6749 §5.2 error codes a token endpoint may answer with; others are reported as server_error.
+TOKEN_ERROR_CODES = frozenset({"invalid_request", "invalid_client", "invalid_grant",
+                               "unauthorized_client", "unsupported_grant_type", "invalid_scope"})
+# Fields of a token response that grant access.
+TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
+_ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+
+
+def callback_url(public_url: str) -> str:
+    """The redirect URI registered at providers: this service's callback."""
+    return public_url.rstrip("/") + CALLBACK_PATH
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _seal_json(keyring: Keyring, value: Mapping[str, Any], associated_data: str) -> SealedValue:
+    return keyring.seal(json.dumps(value, separators=(",", ":")), associated_data)
+
+
+def _open_json(keyring: Keyring, row: OAuthState | OAuthSecret) -> dict[str, Any]:
+    return json.loads(keyring.open(SealedValue(row.key_id, row.ciphertext), row.associated_data))
+
+
+def _wipe(keyring: Keyring, row: OAuthState | OAuthSecret) -> None:
+    """Re-seal a used row empty: what it held is not needed any more, so it should not linger."""
+    sealed = _seal_json(keyring, {}, row.associated_data)
+    row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
+
+
+def _value_problems(card: ReportCard, values: Mapping[str, Any], prefix: str) -> list[dict[str, str]]:
+    """Schema problems of values the service sets (no read-only or immutability rules here)."""
+    problems = []
+    for name, value in values.items():
+        spec = card.properties.get(name)
+        if spec is None:
+            problems.append({"field": f"{prefix}.{name}", "reason": f"not a property of {card.type!r}"})
+        elif spec.validator is None:
+            if spec.json_schema is None and not isinstance(value, str):
+                problems.append({"field": f"{prefix}.{name}", "reason": "must be a string"})
+        elif not spec.validator.is_valid(value):
+            problems.append({"field": f"{prefix}.{name}", "reason": "does not match its json_schema"})
+    return problems
+
+
+def _invalid(message: str, field: str, type_: str = "invalid_body") -> Invalid:
+    return Invalid(f"{field}: {message}", type=type_, details=[{"field": field, "reason": message}])
+
+
+def _provider_url_problem(url: str) -> str | None:
+    """A provider endpoint must be https (http only on loopback, for local test providers)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme == "https" and parts.hostname and "@" not in parts.netloc:
+        return None
+    if parts.scheme == "http" and (parts.hostname or "").lower() in LOOPBACK_HOSTS and "@" not in parts.netloc:
+        return None
+    return "must be an https URL"
+
+
+# -- initiate -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Consent:
+    consent_url: str
+    expires_at: datetime
+
+
+def _handshake_urls(card: ReportCard, inputs: Mapping[str, Any]) -> tuple[str, str]:
+    """The card's authorize and token URLs rendered over the handshake's input values."""
+    urls = []
+    for key in ("authorize_url", "token_url"):
+        try:
+            url = render(card.oauth[key], {"properties": dict(inputs)})
+        except TemplateProblem as error:
+            raise _invalid(f"a value the {key} needs is missing ({error})",
+                           "oauth_input_configuration", "missing_input") from None
+        problem = _provider_url_problem(url)
+        if problem:
+            raise _invalid(f"renders to a URL that {problem}", "oauth_input_configuration", "invalid_input")
+        urls.append(url)
+    return urls[0], urls[1]
+
+
+def _check_inputs(card: ReportCard, given: Mapping[str, Any]) -> None:
+    """The request's ``oauth_input_configuration``: only the handshake's inputs and client properties."""
+    oauth = card.oauth
+    inputs = set(oauth.get("input_properties") or ())
+    client_properties = dict(oauth.get("client_properties") or {})
+    allowed = inputs | set(client_properties.values())
+    problems = [{"field": f"oauth_input_configuration.{name}",
+                 "reason": "not an input of this type's OAuth handshake"
+                 + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else "")}
+                for name in given if name not in allowed]
+    problems += _value_problems(card, {k: v for k, v in given.items() if k in allowed and v is not None},
+                                "oauth_input_configuration")
+    secret_name, id_name = client_properties.get("client_secret"), client_properties.get("client_id")
+    if secret_name in given and id_name and id_name not in given:
+        problems.append({"field": f"oauth_input_configuration.{id_name}",
+                         "reason": f"is required with {secret_name}"})
+    if problems:
+        raise Invalid("; ".join(f"{p['field']}: {p['reason']}" for p in problems),
+                      type="invalid_input", details=problems)
+
+
+def _stored_values(keyring: Keyring, source: Source, names: set[str]) -> dict[str, Any]:
+    """The source's values of ``names``, credentials opened: only what the handshake needs."""
+    values = {k: v for k, v in source.properties.items() if k in names and v is not None}
+    for credential in source.credentials:
+        if credential.name in names:
+            values[credential.name] = sources.open_credential(keyring, credential)
+    return values
+
+
+def initiate(
+    session: Session,
+    catalog: Catalog,
+    keyring: Keyring,
+    account_id: int,
+    source_type: str,
+    redirect_url: str,
+    source_id: int | None,
+    given_inputs: Mapping[str, Any],
+    public_url: str,
+) -> Consent:
+    """Start a handshake for the account; returns the consent URL to send the user's browser to."""
+    card = oauth_card(catalog, source_type)
+    oauth = card.oauth
+    problem = redirect_url_problem(redirect_url)
+    if problem:
+        raise _invalid(problem, "redirect_url", "invalid_redirect_url")
+    given_inputs = {k: v for k, v in given_inputs.items() if v is not None}
+    _check_inputs(card, given_inputs)
+    input_names = tuple(oauth.get("input_properties") or ())
+    client_property_names = tuple((oauth.get("client_properties") or {}).values())
+
+    with begin_write(session):
+        account = session.get(Account, account_id)
+        if account is None:
+            raise NotFound(f"account {account_id} not found")
+        problem = allowlist_problem(redirect_url, account.redirect_url_allowlist)
+        if problem:
+            raise _invalid(problem, "redirect_url", "invalid_redirect_url")
+        stored: dict[str, Any] = {}
+        if source_id is not None:
+            source = session.scalars(select(Source).where(
+                Source.id == source_id, Source.account_id == account_id,
+                Source.deleted_at.is_(None))).one_or_none()
+            if source is None:
+                raise NotFound(f"source {source_id} not found",
+                               details=[{"field": "source_id", "reason": "no such source"}])
+            if source.type != card.type:
+                raise _invalid(f"source {source_id} is of type {source.type!r}, not {card.type!r}",
+                               "source_id", "invalid_type")
+            stored = _stored_values(keyring, source, {*input_names, *client_property_names})
+            for name in input_names:
+                spec = card.properties.get(name)
+                if spec and spec.property_type == "user_provided_immutable" and name in stored \
+                        and name in given_inputs and given_inputs[name] != stored[name]:
+                    raise _invalid("immutable: the source already has another value",
+                                   f"oauth_input_configuration.{name}", "invalid_input")
+        own_values = {**stored, **given_inputs}
+        inputs = {name: own_values[name] for name in input_names if name in own_values}
+        missing = [name for name in input_names if name not in inputs
+                   and (name not in card.properties or card.properties[name].is_required)]
+        if missing:
+            raise Invalid(f"oauth_input_configuration needs {', '.join(missing)} for {card.type}'s "
+                          "consent and token URLs", type="missing_input",
+                          details=[{"field": f"oauth_input_configuration.{name}", "reason": "is required"}
+                                   for name in missing])
+        unsafe = [name for name, value in inputs.items() if not SAFE_INPUT.match(str(value))]
+        if unsafe:
+            raise Invalid(f"{', '.join(unsafe)}: an input of the OAuth handshake may hold only letters, "
+                          "digits, '.', '_' and '-'", type="invalid_input",
+                          details=[{"field": f"oauth_input_configuration.{name}",
+                                    "reason": "may hold only letters, digits, '.', '_' and '-'"}
+                                   for name in unsafe])
+        authorize_url, _token_url = _handshake_urls(card, inputs)
+        app = resolve_app(session, keyring, card, account_id, own_values, "oauth_input_configuration")
+
+        state = secrets.token_urlsafe(32)
+        verifier = generate_token(64) if oauth.get("pkce", True) else None
+        redaction.remember(verifier)
+        consent_url = _consent_url(card, app, authorize_url, callback_url(public_url), state, verifier)
+        now = utcnow()
+        expires_at = now + STATE_LIFETIME
+        credential_inputs = {k: v for k, v in inputs.items()
+                             if k in card.properties and card.properties[k].is_credential}
+        row = OAuthState(
+            state_hash=_digest(state), account_id=account_id, source_type=card.type,
+            redirect_url=redirect_url, source_id=source_id,
+            input_configuration={k: v for k, v in inputs.items() if k not in credential_inputs},
+            app_scope=app.scope, client_id=app.client_id, created_at=now, expires_at=expires_at)
+        sealed = _seal_json(keyring, {"code_verifier": verifier, "client_secret": app.client_secret,
+                                      "credential_inputs": credential_inputs}, row.associated_data)
+        row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
+        session.add(row)
+        session.execute(delete(OAuthState).where(OAuthState.expires_at < now - RETENTION))
+        session.execute(delete(OAuthSecret).where(OAuthSecret.expires_at < now - RETENTION))
+    log.info("oauth handshake initiated", extra={
+        "account_id": account_id, "source_type": card.type, "app_scope": app.scope,
+        "reconnect_source_id": source_id})
+    return Consent(consent_url, expires_at)
+
+
+def _oauth_session(card: ReportCard, app: ClientCredentials, redirect_uri: str, pkce: bool) -> OAuth2Session:
+    return OAuth2Session(
+        client_id=app.client_id,
+        client_secret=app.client_secret,
+        token_endpoint_auth_method=card.oauth.get("client_auth", "client_secret_post"),
+        redirect_uri=redirect_uri,
+        code_challenge_method="S256" if pkce else None,
+    )
+
+
+def _consent_url(card: ReportCard, app: ClientCredentials, authorize_url: str, redirect_uri: str,
+                 state: str, verifier: str | None) -> str:
+    oauth = card.oauth
+    scopes = app.scopes if app.scopes is not None else tuple(oauth.get("scopes") or ())
+    extra = {k: v for k, v in (oauth.get("authorize_params") or {}).items() if k not in RESERVED_AUTHORIZE_PARAMS}
+    with _oauth_session(card, app, redirect_uri, verifier is not None) as client:
+        url, _ = client.create_authorization_url(
+            authorize_url, state=state, code_verifier=verifier,
+            scope=oauth.get("scope_separator", " ").join(scopes) or None, **extra)
+    return url
+
+
+# -- callback -----------------------------------------------------------------------------------
+
+
+class HandshakeFailed(Exception):
+    """The handshake cannot finish; the integrator is told with ``error`` and our own description
+    (never a provider's response body, which may hold tokens)."""
+
+    def __init__(self, error: str, description: str, **log_fields: Any) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.log_fields = log_fields
+
+
+@dataclass(frozen=True)
+class ClaimedState:
+    """What the callback needs from a state row it has used up."""
+
+    id: int
+    account_id: int
+    source_type: str
+    redirect_url: str
+    source_id: int | None
+    inputs: dict[str, Any]
+    app: ClientCredentials
+    code_verifier: str | None
+
+
+class InvalidState(ApiError):
+    """A callback whose state is missing, unknown, expired or used: 400, and no redirect, since
+    without a good state there is no trustworthy place to send the browser."""
+
+    status, type = 400, "invalid_state"
+
+
+def _claim_state(session: Session, keyring: Keyring, state: str | None) -> ClaimedState:
+    if not state:
+        raise InvalidState("the callback has no state parameter",
+                           details=[{"field": "state", "reason": "is required"}])
+    with begin_write(session):
+        row = session.scalars(select(OAuthState).where(OAuthState.state_hash == _digest(state))
+                              .with_for_update()).one_or_none()
+        if row is None:
+            raise InvalidState("unknown state: start the connection again",
+                               details=[{"field": "state", "reason": "not issued by this service"}])
+        if row.used_at is not None:
+            raise InvalidState("this state was already used: start the connection again",
+                               details=[{"field": "state", "reason": "already used"}])
+        if row.expires_at <= utcnow():
+            raise InvalidState("this state expired: start the connection again",
+                               details=[{"field": "state", "reason": "expired"}])
+        private = _open_json(keyring, row)
+        redaction.remember(private["client_secret"])
+        row.used_at = utcnow()
+        _wipe(keyring, row)
+        return ClaimedState(
+            id=row.id, account_id=row.account_id, source_type=row.source_type,
+            redirect_url=row.redirect_url, source_id=row.source_id,
+            inputs={**row.input_configuration, **private["credential_inputs"]},
+            app=ClientCredentials(row.app_scope, row.client_id, private["client_secret"]),
+            code_verifier=private["code_verifier"])
+
+
+def _require_success(response: requests.Response) -> requests.Response:
+    """Authlib compliance hook: a non-2xx token response is a failure whatever its body says."""
+    if 200 <= response.status_code < 300:
+        return response
+    code = None
+    try:
+        body = response.json()
+        code = body.get("error") if isinstance(body, dict) else None
+    except ValueError:
+        pass
+    if code in TOKEN_ERROR_CODES:
+        raise HandshakeFailed(code, f"the provider's token endpoint refused the authorization code "
+                              f"(HTTP {response.status_code}, {code})", http_status=response.status_code)
+    raise HandshakeFailed("server_error", f"the provider's token endpoint answered HTTP {response.status_code}",
+                          http_status=response.status_code)
+
+
+def exchange_code(card: ReportCard, claimed: ClaimedState, token_url: str, redirect_uri: str,
+                  code: str, timeout: float) -> dict[str, Any]:
+    """The token response for ``code``, or :class:`HandshakeFailed` saying what went wrong."""
+    extra = {k: v for k, v in (card.oauth.get("token_params") or {}).items() if k not in RESERVED_TOKEN_PARAMS}
+    if claimed.code_verifier:
+        extra["code_verifier"] = claimed.code_verifier
+    with _oauth_session(card, claimed.app, redirect_uri, claimed.code_verifier is not None) as client:
+        client.register_compliance_hook("access_token_response", _require_success)
+        try:
+            token = client.fetch_token(token_url, grant_type="authorization_code", code=code,
+                                       timeout=timeout, **extra)
+        except OAuthError as error:
+            code_ = error.error if error.error in TOKEN_ERROR_CODES else "server_error"
+            raise HandshakeFailed(code_, f"the provider's token endpoint answered with error {code_}") from None
+        except requests.Timeout:
+            raise HandshakeFailed("temporarily_unavailable",
+                                  f"the provider's token endpoint did not answer within {timeout:g} s") from None
+        except requests.RequestException as error:
+            raise HandshakeFailed("temporarily_unavailable", "could not reach the provider's token endpoint",
+                                  exception=error.__class__.__name__) from None
+        except ValueError:
+            raise HandshakeFailed("server_error",
+                                  "the provider's token endpoint answered with something other than JSON") from None
+    # The tokens are sealed one by one only when a source takes them; remember them now, so that no
+    # log line written before then can carry one. (Not every field: "Bearer" is no secret.)
+    for name in TOKEN_FIELDS:
+        redaction.remember(token.get(name))
+    return dict(token)
+
+
+def _field(document: Mapping[str, Any], path: str) -> Any:
+    """A field of the token response: an exact key first, else a dotted path into nested objects."""
+    if path in document:
+        return document[path]
+    value: Any = document
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def handshake_values(card: ReportCard, claimed: ClaimedState, token: Mapping[str, Any],
+                     callback_args: Mapping[str, str]) -> dict[str, Any]:
+    """The property values a finished handshake provides: the handshake's inputs, the app's
+    client credentials, values from the callback, and fields of the token response."""
+    oauth = card.oauth
+    if not token.get("access_token") and not token.get("refresh_token"):
+        raise HandshakeFailed("server_error", "the provider's token response has no access_token or refresh_token")
+    values: dict[str, Any] = {k: v for k, v in claimed.inputs.items() if k in card.properties}
+    client_properties = oauth.get("client_properties") or {}
+    if "client_id" in client_properties:
+        values[client_properties["client_id"]] = claimed.app.client_id
+    if "client_secret" in client_properties:
+        values[client_properties["client_secret"]] = claimed.app.client_secret
+    for source, mapping, what in ((callback_args, oauth.get("callback_properties") or {}, "redirect"),
+                                  (token, oauth.get("token_properties") or {}, "token response")):
+        for path, name in mapping.items():
+            value = _field(source, path)
+            if value is None or value == "":
+                if card.properties[name].is_required:
+                    raise HandshakeFailed("server_error", f"the provider's {what} has no {path}")
+                continue
+            if card.properties[name].is_credential:
+                redaction.remember(value)
+            values[name] = value
+    problems = _value_problems(card, values, "properties")
+    if problems:
+        raise HandshakeFailed("server_error", "the handshake's values do not fit the source type: "
+                              + "; ".join(f"{p['field']} {p['reason']}" for p in problems))
+    return values
+
+
+def _issue_secret(session: Session, keyring: Keyring, claimed: ClaimedState, values: Mapping[str, Any],
+                  secret_ttl: int) -> str:
+    secret_id = SECRET_PREFIX + secrets.token_urlsafe(32)
+    redaction.remember(secret_id)
+    now = utcnow()
+    with begin_write(session):
+        row = OAuthSecret(secret_hash=_digest(secret_id), account_id=claimed.account_id,
+                          source_type=claimed.source_type, app_scope=claimed.app.scope,
+                          created_at=now, expires_at=now + timedelta(seconds=secret_ttl))
+        sealed = _seal_json(keyring, values, row.associated_data)
+        row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
+        session.add(row)
+        state = session.get(OAuthState, claimed.id)
+        if state is not None:
+            state.outcome = "completed"
+    return secret_id
+
+
+def _record_failure(session: Session, claimed: ClaimedState, failure: HandshakeFailed) -> None:
+    log.warning("oauth handshake failed", extra={
+        "account_id": claimed.account_id, "source_type": claimed.source_type, "error": failure.error,
+        "error_description": failure.description, "app_scope": claimed.app.scope,
+        "reconnect_source_id": claimed.source_id, **failure.log_fields})
+    with begin_write(session):
+        state = session.get(OAuthState, claimed.id)
+        if state is not None:
+            state.outcome = failure.error
+        if claimed.source_id is not None:
+            source = session.get(Source, claimed.source_id)
+            if source is not None and source.deleted_at is None:
+                sources.record_event(session, source, "oauth_failed", {"error": failure.error})
+
+
+def complete_callback(
+    session: Session,
+    catalog: Catalog,
+    keyring: Keyring,
+    args: Mapping[str, str],
+    public_url: str,
+    timeout: float,
+    secret_ttl: int,
+) -> str:
+    """Finish a handshake from the provider's redirect; returns where to send the browser.
+
+    A bad state raises :class:`InvalidState` (400). Everything after a good state ends in a
+    redirect to the integrator, with ``secret_id`` (or ``source_id`` for a reconnect) or ``error``.
+    """
+    claimed = _claim_state(session, keyring, args.get("state"))
+    try:
+        card = catalog.get(claimed.source_type)
+        if card is None or card.oauth is None:
+            raise HandshakeFailed("server_error", f"source type {claimed.source_type!r} no longer has "
+                                  "a managed OAuth handshake")
+        if args.get("error"):
+            error = args["error"] if _ERROR_CODE.match(args["error"]) else "server_error"
+            raise HandshakeFailed(error, f"the provider answered the authorization request with {error}")
+        if not args.get("code"):
+            raise HandshakeFailed("invalid_request", "the provider's redirect has no code")
+        _authorize_url, token_url = _handshake_urls(card, claimed.inputs)
+        token = exchange_code(card, claimed, token_url, callback_url(public_url), args["code"], timeout)
+        values = handshake_values(card, claimed, token, args)
+        secret_id = _issue_secret(session, keyring, claimed, values, secret_ttl)
+        if claimed.source_id is None:
+            log.info("oauth handshake completed", extra={
+                "account_id": claimed.account_id, "source_type": card.type, "app_scope": claimed.app.scope})
+            return with_query(claimed.redirect_url, {"secret_id": secret_id})
+        try:
+            sources.update_source(session, catalog, keyring, claimed.account_id, claimed.source_id,
+                                  sources.SourceChange(secret_id=secret_id))
+        except ApiError as error:
+            # Our own messages never hold a secret value (app/errors.py), so this one may travel.
+            raise HandshakeFailed("invalid_request", f"the source could not take the new credentials: "
+                                  f"{error.message}") from None
+        log.info("oauth handshake completed", extra={
+            "account_id": claimed.account_id, "source_type": card.type, "app_scope": claimed.app.scope,
+            "reconnect_source_id": claimed.source_id})
+        return with_query(claimed.redirect_url, {"source_id": str(claimed.source_id)})
+    except (HandshakeFailed, Invalid) as failure:
+        if isinstance(failure, Invalid):  # a card's URL template no longer renders
+            failure = HandshakeFailed("server_error", failure.message)
+        _record_failure(session, claimed, failure)
+        return with_query(claimed.redirect_url, {"error": failure.error,
+                                                 "error_description": failure.description})
+
+
+# -- secret_id ----------------------------------------------------------------------------------
+
+
+def redeem_secret(session: Session, keyring: Keyring, source: Source, card: ReportCard, secret_id: str,
+                  requested: Mapping[str, Any]) -> dict[str, Any]:
+    """The property values behind ``secret_id``, used up for ``source`` in the caller's transaction.
+
+    404 when unknown or another account's (as if it did not exist), 422 for another source type,
+    409 when used, 410 when expired. A value the request also gives must agree with the secret
+    (tokens were issued for that shop, that sandbox…), and an immutable property the source
+    already has cannot be changed through a secret either.
+    """
+    row = session.scalars(select(OAuthSecret).where(OAuthSecret.secret_hash == _digest(secret_id))
+                          .with_for_update()).one_or_none()
+    if row is None or row.account_id != source.account_id:
+        raise NotFound("secret_id not found", type="not_found",
+                       details=[{"field": "secret_id", "reason": "no such secret_id in this account"}])
+    if row.source_type != card.type:
+        raise Invalid(f"secret_id is for source type {row.source_type!r}, not {card.type!r}",
+                      type="secret_id_type_mismatch",
+                      details=[{"field": "secret_id", "reason": f"issued for {row.source_type}"}])
+    if row.used_at is not None:
+        raise Conflict("secret_id was already used; run the OAuth handshake again",
+                       type="secret_id_used", details=[{"field": "secret_id", "reason": "already used"}])
+    if row.expires_at <= utcnow():
+        raise Gone("secret_id expired; run the OAuth handshake again", type="secret_id_expired",
+                   details=[{"field": "secret_id", "reason": "expired"}])
+    # A property the card has dropped since the handshake (the operator changed the card) is skipped.
+    values = {k: v for k, v in _open_json(keyring, row).items() if k in card.properties}
+    problems = []
+    for name, value in values.items():
+        spec = card.properties[name]
+        stored = source.properties.get(name)
+        if name in requested and requested[name] != value:
+            problems.append({"property": name, "field": f"properties.{name}",
+                             "reason": "differs from the value the OAuth handshake used or obtained"})
+        elif spec.property_type == "user_provided_immutable" and stored is not None and stored != value:
+            problems.append({"property": name, "field": f"properties.{name}",
+                             "reason": "immutable: the OAuth handshake ran with another value"})
+    if problems:
+        raise Invalid("; ".join(f"{p['field']}: {p['reason']}" for p in problems),
+                      type="invalid_properties", details=problems)
+    row.used_at = utcnow()
+    row.used_by_source_id = source.id
+    _wipe(keyring, row)
+    sources.record_event(session, source, "oauth_completed",
+                         {"app_scope": row.app_scope, "names": sorted(values)})
+    return values
