@@ -1,0 +1,128 @@
+"""Requests to a source's own API, built from its card's ``api`` section and authenticated by its
+``auth`` section: what the connection check and discovery send.
+
+The source's properties are decrypted for the call only and rendered into the templates of
+``api`` (``base_url``, ``headers``, the request's ``path``/``url``, ``params``, ``headers``,
+``json``, ``data``) and ``auth``. A 401 from the API is answered once: a token-based authenticator
+gets a fresh token (refreshing only if nobody else has) and the request is sent again, so a token
+revoked or expired early does not stop a job.
+
+Redirects are followed only within the origin of the request: requests strips the
+``Authorization`` header on a cross-host redirect, but not an API key in another header, the query
+or the body, so a redirect elsewhere is returned as it is instead of being followed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from flask import current_app
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..catalog.cards import ReportCard
+from ..crypto import Keyring
+from ..models import Source
+from .authenticators import Authenticator, TokenAuth, static_authenticator, token_injection
+from .context import rendered, template_context
+from .errors import AuthConfigurationError
+from .tokens import TokenSettings, TokenStore
+
+
+class SameOriginSession(requests.Session):
+    """A requests session that stops at a redirect to another scheme, host or port."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is None:
+            return None
+        return target if _origin(urljoin(resp.url, target)) == _origin(resp.url) else None
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+def build_authenticator(card: ReportCard, auth: Mapping[str, Any] | None, context: Mapping[str, Any],
+                        store: TokenStore | None) -> Authenticator:
+    """The authenticator for one call: static credentials rendered now; tokens from the store."""
+    where = f"{card.type}: auth"
+    kind = (auth or {}).get("type", "none")
+    if kind not in ("oauth2", "session_token"):
+        return static_authenticator(rendered(auth, context, where), where)
+    if store is None:
+        raise AuthConfigurationError(f"{where}: {kind} needs the token store")
+    injection = token_injection(rendered(auth, context, where), where)
+    if kind == "oauth2":
+        return TokenAuth(store.access_token, injection)
+    # Without an expiration every call logs in afresh, so a refused token is not worth renewing.
+    return TokenAuth(store.session_token, injection, renewable=bool(auth and auth.get("expiration")))
+
+
+def request_arguments(card: ReportCard, request_spec: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``requests`` arguments of a request spec (``api.check`` or a stream), rendered."""
+    api = card.api
+    if api is None:
+        raise AuthConfigurationError(f"{card.type}: the card has no api section")
+    where = f"{card.type}: api"
+    spec = rendered({k: v for k, v in request_spec.items() if k != "auth"}, context, where)
+    url = spec.get("url")
+    if not url:
+        base_url = rendered(api["base_url"], context, f"{where}.base_url")
+        url = base_url.rstrip("/") + "/" + str(spec.get("path", "")).lstrip("/")
+    headers = {**rendered(api.get("headers") or {}, context, f"{where}.headers"), **(spec.get("headers") or {})}
+    arguments: dict[str, Any] = {
+        "method": spec.get("method") or "GET",
+        "url": url,
+        "params": spec.get("params") or None,
+        "headers": headers,
+    }
+    if "json" in spec:
+        arguments["json"] = spec["json"]
+    if spec.get("data"):
+        arguments["data"] = spec["data"]
+    return arguments
+
+
+def send_api_request(
+    session_factory: sessionmaker[Session],
+    keyring: Keyring,
+    source: Source,
+    card: ReportCard,
+    request_spec: Mapping[str, Any],
+    *,
+    settings: TokenSettings | None = None,
+) -> requests.Response:
+    """Send one request of ``card``'s API for ``source`` and return the response, whatever its status.
+
+    Raises :class:`~app.connectors.errors.CredentialsRejected` when the provider refuses the
+    source's credentials at the token or login endpoint (the source is then marked broken),
+    :class:`~app.connectors.errors.TokenUnavailable` when no token can be had for now,
+    :class:`~app.connectors.errors.AuthConfigurationError` when the card cannot produce the
+    request, and ``requests.RequestException`` when the API itself cannot be reached.
+    ``settings`` default to the current app's ``TOKEN_REFRESH_MARGIN`` and ``HTTP_TIMEOUT``.
+
+    Call it outside any transaction that locks the source: a refresh takes the source's row lock
+    (on SQLite, the write lock) in a transaction of its own.
+    """
+    settings = settings or TokenSettings.from_config(current_app.config)
+    auth_spec = request_spec.get("auth", card.auth)
+    if auth_spec is not card.auth and (auth_spec or {}).get("type") in ("oauth2", "session_token"):
+        # The token store caches the tokens of the card's own auth section, one per source and kind.
+        raise AuthConfigurationError(f"{card.type}: a request's own auth must be none/basic/bearer/api_key")
+    context = template_context(keyring, source)
+    store = None
+    if (auth_spec or {}).get("type") in ("oauth2", "session_token"):
+        store = TokenStore(session_factory, keyring, card, source.id, settings)
+    authenticator = build_authenticator(card, auth_spec, context, store)
+    arguments = request_arguments(card, request_spec, context)
+    timeout = float((card.api or {}).get("timeout_seconds") or settings.http_timeout)
+    with SameOriginSession() as http:
+        response = http.request(**arguments, auth=authenticator, timeout=timeout)
+        if response.status_code == 401 and authenticator.renew():
+            response.close()
+            response = http.request(**arguments, auth=authenticator, timeout=timeout)
+    return response
