@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, catalog, crypto, db, logs, oauth
+from . import auth, catalog, crypto, db, discovery, logs, oauth
 from .config import default_database_url, settings_from_environment
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
@@ -30,22 +30,28 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     catalog.init_app(app)
     oauth.init_app(app)
+    discovery.init_app(app)
     crypto.init_app(app)
     auth.init_app(app)
 
     api = create_api(app)
     from .accounts.routes import blueprint as accounts
+    from .discovery.routes import blueprint as streams
     from .docs import blueprint as docs_assets
     from .health import blueprint as health
     from .oauth.routes import blueprint as oauth_routes
     from .source_types.routes import blueprint as source_types
     from .sources.routes import blueprint as sources
 
-    for blueprint in (accounts, source_types, sources, oauth_routes):
+    for blueprint in (accounts, source_types, sources, streams, oauth_routes):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(docs_assets)
     register_error_handlers(app)
+    if app.config["EMBEDDED_WORKER"]:
+        from .jobs.worker import start_embedded_worker
+
+        app.extensions["connect.worker"] = start_embedded_worker(app)
     return app
 
 

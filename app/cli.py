@@ -113,3 +113,33 @@ def rotate_keys(batch_size: int) -> None:
     for table, count in counts.items():
         click.echo(f"{table}: {count} re-encrypted")
     click.echo(f"all secrets are now under key {get_keyring().primary_id!r}")
+
+
+@connect_cli.command("worker")
+@click.option("--threads", default=2, show_default=True, help="Jobs run at once in this process.")
+@click.option("--poll-interval", default=1.0, show_default=True, help="Seconds between polls when idle.")
+@with_appcontext
+def worker(threads: int, poll_interval: float) -> None:
+    """Run job workers (connection checks, discovery) until interrupted.
+
+    Any number of these processes, on any number of machines, can share one PostgreSQL database.
+    """
+    import signal
+    import threading
+
+    from .jobs.worker import Worker
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    workers = [Worker(app, poll_interval=poll_interval) for _ in range(threads)]
+    running = [threading.Thread(target=w.run_forever, daemon=True) for w in workers]
+    for thread in running:
+        thread.start()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"{threads} worker thread(s) running; Ctrl-C stops them")
+    stop.wait()
+    for each in workers:
+        each.stop()
+    for thread in running:
+        thread.join(timeout=30)

@@ -42,6 +42,8 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
      "Seconds to wait for a provider or source API before giving up."),
     ("CONNECT_EMBEDDED_WORKER", "EMBEDDED_WORKER", False, bool,
      "Run a job worker thread inside the API process (set by `make run`)."),
+    ("CONNECT_JOB_LEASE_SECONDS", "JOB_LEASE_SECONDS", 60, int,
+     "Seconds a worker holds a job without renewing; a dead worker's job is taken over after this."),
     ("CONNECT_RATE_LIMIT", "RATE_LIMIT", "", str,
      "Per account-token rate limit such as `100/minute`; empty turns it off."),
 ]

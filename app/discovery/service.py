@@ -123,8 +123,8 @@ def update_selection(session: Session, catalog: Catalog, account_id: int, source
             stream = rows[tap_stream_id]
             stream.selections = selections
             stream.selected = stream_selected(stream.discovered_metadata, selections)
-        record_event(session, source, "selection_updated",
-                     {"streams": sorted(updates), "selected": sorted(s.tap_stream_id for s in rows.values() if s.selected)})
+        selected = sorted(s.tap_stream_id for s in rows.values() if s.selected)
+        record_event(session, source, "selection_updated", {"streams": sorted(updates), "selected": selected})
         source.version += 1
         source.updated_at = utcnow()
         return sorted(rows.values(), key=lambda s: s.id)

@@ -46,11 +46,11 @@ def new_worker_id() -> str:
 
 class Worker:
     def __init__(self, app: Flask, worker_id: str | None = None, poll_interval: float = 1.0,
-                 lease: timedelta = DEFAULT_LEASE) -> None:
+                 lease: timedelta | None = None) -> None:
         self.app = app
         self.worker_id = worker_id or new_worker_id()
         self.poll_interval = poll_interval
-        self.lease = lease
+        self.lease = lease or timedelta(seconds=app.config.get("JOB_LEASE_SECONDS") or DEFAULT_LEASE.seconds)
         self.stopping = threading.Event()
 
     def run_once(self) -> bool:
