@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
@@ -136,3 +137,16 @@ def events(app: Flask, source_id: int, type_: str) -> list[dict[str, Any]]:
     with db.get_db(app).Session() as session:
         return [e.detail for e in session.scalars(select(SourceEvent).where(
             SourceEvent.source_id == source_id, SourceEvent.type == type_).order_by(SourceEvent.id))]
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Servers]:
+    """The test provider and data API for a module of connector tests."""
+    with running_servers() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _default_server_behaviour(servers: Servers) -> Iterator[None]:
+    yield
+    servers.reset()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,30 +25,19 @@ from app.connectors.authenticators import (
 from app.connectors.errors import AuthConfigurationError, CredentialsRejected
 from app.connectors.models import SESSION_TOKEN
 
-from .connectors_support import (
+from .connectors_support import (  # noqa: F401  (fixtures)
     BASIC_CLIENT,
     Servers,
+    _default_server_behaviour,
     call_api,
     create_source,
     event_types,
     running_servers,
+    servers,
     set_token_times,
     stored_properties,
     token_row,
 )
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with running_servers() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _default_server_behaviour(servers: Servers) -> Iterator[None]:
-    yield
-    servers.reset()
-
 
 # --- static credentials against the data API ----------------------------------------------------
 

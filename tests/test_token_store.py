@@ -10,7 +10,6 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,13 +30,15 @@ from app.crypto import generate_key_spec
 from app.logs import JsonFormatter
 from app.secrets_store import rotate_all, sealed_models
 
-from .connectors_support import (
+from .connectors_support import (  # noqa: F401  (fixtures)
     Servers,
+    _default_server_behaviour,
     call_api,
     create_source,
     event_types,
     events,
     running_servers,
+    servers,
     set_token_times,
     stored_properties,
     token_row,
@@ -46,18 +47,6 @@ from .connectors_support import (
 from .token_callers import call_concurrently, run_callers
 
 OAUTH = "test.oauth2-refresh"
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with running_servers() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _default_server_behaviour(servers: Servers) -> Iterator[None]:
-    yield
-    servers.reset()
 
 
 def oauth_source(client, account, servers: Servers, source_type: str = OAUTH) -> int:

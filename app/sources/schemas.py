@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from ..source_types.schemas import PropertySchema
+from ..source_types.schemas import StepSchema
 
 
 class SourceCreateSchema(Schema):
@@ -22,16 +22,13 @@ class SourceUpdateSchema(Schema):
     paused_at = fields.AwareDateTime(allow_none=True)
 
 
-class SourceStepSchema(Schema):
-    type = fields.String(required=True)
-    properties = fields.List(fields.Nested(PropertySchema), required=True)
-
-
 class SourceReportCardSchema(Schema):
+    """A source's report card: the type's card without ``details``, with its own position."""
+
     type = fields.String(required=True)
     current_step = fields.Integer(required=True)
     current_step_type = fields.String(required=True)
-    steps = fields.List(fields.Nested(SourceStepSchema), required=True)
+    steps = fields.List(fields.Nested(StepSchema), required=True)
     setup_error = fields.Dict(metadata={"description": "Why the source is broken (only then)."})
 
 
