@@ -1,0 +1,1 @@
+"""Benchmarks of the connect service: `make bench` (see bench/README.md)."""
