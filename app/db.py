@@ -12,9 +12,18 @@ fail at once with ``SQLITE_BUSY`` instead of waiting, whatever the busy timeout 
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: threads take turns, processes rely on SQLite's own wait
+    fcntl = None  # type: ignore[assignment]
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
@@ -34,10 +43,14 @@ class Database:
         self.engine.dispose()
 
 
+_BEGIN = {"DEFERRED": "BEGIN DEFERRED", "IMMEDIATE": "BEGIN IMMEDIATE"}
+SQLITE_BUSY_TIMEOUT_S = 30  # how long a statement waits for another connection's lock
+
+
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _configure_sqlite(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -47,13 +60,15 @@ def _make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(connection):  # type: ignore[no-untyped-def]
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the driver: BEGIN returns no rows and takes no parameters, so it needs none
+        # of the statement machinery (it runs once per transaction).
+        connection.connection.dbapi_connection.execute(_BEGIN[mode])
 
     return engine
 
@@ -85,14 +100,99 @@ def _close_request_session(_exc: BaseException | None) -> None:
         db_session.close()
 
 
+class _WriteLock:
+    """Write transactions on one SQLite database take turns here before ``BEGIN IMMEDIATE``.
+
+    SQLite's own wait for a busy database sleeps in growing steps (up to 100 ms) and polls, so a
+    writer that found the database locked sleeps on after it was freed; with a few threads in each
+    of a few processes writing, they mostly sleep. Here the threads of a process queue on a lock
+    (handed over at once), and the processes on ``flock`` of a file beside the database (polled
+    every millisecond at most). Both waits are bounded by the busy timeout: past it, BEGIN
+    IMMEDIATE waits and fails as it would alone. Writers that do not come through here (another
+    program) are still handled by SQLite's own locking.
+    """
+
+    def __init__(self, database_path: str | None) -> None:
+        self._threads = threading.RLock()
+        self._depth = 0  # changed only by the thread holding _threads
+        self._path = f"{database_path}-writelock" if database_path and fcntl is not None else None
+        self._fd: int | None = None
+        self._fd_pid = 0
+        self._file_locked = False
+
+    def acquire(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        if not self._threads.acquire(timeout=timeout):
+            return False
+        self._depth += 1
+        if self._depth == 1 and self._path is not None:
+            self._file_locked = self._lock_file(deadline)
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._file_locked:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._file_locked = False
+        self._threads.release()
+
+    def _lock_file(self, deadline: float) -> bool:
+        if self._fd is None or self._fd_pid != os.getpid():  # a forked process needs its own
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                self._path = None  # a read-only folder: SQLite's own wait only
+                return False
+            self._fd_pid = os.getpid()
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+
+
+_write_locks: weakref.WeakKeyDictionary[Engine, _WriteLock] = weakref.WeakKeyDictionary()
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(engine: Engine) -> _WriteLock:
+    lock = _write_locks.get(engine)
+    if lock is None:
+        with _write_locks_guard:
+            database = engine.url.database
+            path = None if not database or database == ":memory:" or database.startswith("file:") \
+                else str(Path(database).resolve())
+            lock = _write_locks.setdefault(engine, _WriteLock(path))
+    return lock
+
+
 @contextmanager
 def begin_write(db_session: Session) -> Iterator[Session]:
     """A transaction that will write: on SQLite it takes the write lock at BEGIN.
 
     On PostgreSQL this is an ordinary transaction; row locks (``with_for_update``) do the rest.
     The session must not be in a transaction already (end reads with ``with session.begin()``).
+
+    On SQLite, writers first take turns in :class:`_WriteLock` (threads and processes), so that
+    they do not sleep in SQLite's own wait for a busy database.
     """
-    with db_session.begin():
-        if db_session.get_bind().dialect.name == "sqlite":
+    engine = db_session.get_bind().engine
+    if engine.dialect.name != "sqlite":
+        with db_session.begin():
+            yield db_session
+        return
+    lock = _write_lock(engine)
+    # Bounded like SQLite's own wait: past it, BEGIN IMMEDIATE waits (and fails) as it would alone.
+    acquired = lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S)
+    try:
+        with db_session.begin():
             db_session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-        yield db_session
+            yield db_session
+    finally:
+        if acquired:
+            lock.release()

@@ -1,5 +1,9 @@
 """The flask-smorest Api: routes, schemas and the generated OpenAPI document."""
 
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 from flask import Flask
 from flask_smorest import Api
 
@@ -35,3 +39,13 @@ class ConnectApi(Api):
 def create_api(app: Flask) -> Api:
     """One Api per app, so tests can build as many apps as they like."""
     return ConnectApi(app)
+
+
+def documented_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """For a view that returns a finished ``Response``: keep what flask-smorest's ``response`` /
+    ``alt_response`` / ``doc`` decorators put in the OpenAPI document, and drop their wrappers,
+    which for such a view only add calls to every request. Apply it last (outermost), and only
+    over those decorators (``arguments`` parses the request: it must stay)."""
+    inner = inspect.unwrap(view)
+    inner._apidoc = view._apidoc  # type: ignore[attr-defined]  (what flask-smorest reads at registration)
+    return inner

@@ -20,26 +20,28 @@ MAX_REMEMBERED = 5000
 _AUTH_HEADER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{6,}")
 
 _lock = threading.Lock()
-_secrets: OrderedDict[str, None] = OrderedDict()
+# secret -> the same secret as it appears inside a JSON string (computed once, not per log line)
+_secrets: OrderedDict[str, str] = OrderedDict()
 
 
 def remember(value: object) -> None:
     if not isinstance(value, str) or len(value) < MIN_LENGTH:
         return
     with _lock:
-        _secrets[value] = None
-        _secrets.move_to_end(value)
+        if value in _secrets:
+            _secrets.move_to_end(value)
+        else:
+            _secrets[value] = json.dumps(value)[1:-1]
         while len(_secrets) > MAX_REMEMBERED:
             _secrets.popitem(last=False)
 
 
 def redact(text: str) -> str:
     with _lock:
-        known = list(_secrets)
-    for secret in known:
+        known = list(_secrets.items())
+    for secret, escaped in known:
         if secret in text:
             text = text.replace(secret, MASK)
-        escaped = json.dumps(secret)[1:-1]  # as it appears inside a JSON string
         if escaped != secret and escaped in text:
             text = text.replace(escaped, MASK)
     return _AUTH_HEADER.sub(lambda m: f"{m.group(1)} {MASK}", text)

@@ -49,21 +49,28 @@ def short(frame: str) -> str:
 # Where a sample's time goes: the first of these found walking the stack from its leaf up names
 # the bucket (so SQL run by the token lookup counts as "auth", not as "ORM").
 BUCKETS = [
-    ("_SelectInLoader", "ORM: selectin load of source.credentials"),
-    ("resolve_principal", "auth: token lookup (ORM session + query + commit)"),
+    ("_SelectInLoader", "ORM: selectin load of a relationship"),
+    ("resolve_principal", "auth: token (per-process cache, else one query)"),
     ("authenticate_request", "auth: other"),
-    ("_finish_request", "logging: access line (JSON format + redaction)"),
+    ("_finish_request", "logging: access line (JSON line + redaction)"),
     ("_start_request", "logging: request id"),
+    ("check_request_line", "request checks: NUL in path/query/headers"),
+    ("check_request_body", "request checks: JSON body"),
     ("sources_with_selected_streams", "facts: streams query"),
     ("facts_for", "facts: other"),
+    ("source_json", "presenter: source JSON (report card cached per card and facts)"),
     ("source_body", "presenter: source body + report card"),
     ("jsonify", "JSON encoding (flask.jsonify)"),
     ("check_properties", "rules: property checks (jsonschema)"),
+    ("_merge_properties", "service: apply properties (+ seal credentials)"),
     ("_apply_properties", "service: apply properties (+ seal credentials)"),
-    ("record_event", "service: audit event"),
+    ("record_event", "service: audit event (one INSERT)"),
+    ("_write_columns", "service: write the source's columns (one UPDATE)"),
     ("_system_values", "service: system values (templates)"),
-    ("_live_source", "ORM: load the source row"),
-    ("list_sources", "ORM: list query"),
+    ("read_source", "read: the source and its credential names (one Core query)"),
+    ("_live_source", "ORM: load (and lock) the source row + credentials"),
+    ("list_sources", "list: page + credential names (two Core queries)"),
+    ("_WriteLock", "SQLite: writers taking turns"),
     ("TransactionalContext.__exit__", "ORM: commit / flush"),
     ("begin_write", "ORM: begin (write)"),
     ("create_source", "service: create (other)"),
@@ -127,6 +134,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--rate", type=int, default=250)
     parser.add_argument("--stacks", type=Path, help="keep the collapsed stacks in this folder")
+    parser.add_argument("--output", type=Path, default=RESULTS / "profiles",
+                        help="folder for <backend>-<endpoint>.txt (default: bench/results/profiles)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -179,7 +188,7 @@ def main() -> int:
                     thread.join()
                     text = (f"# {endpoint} on {args.backend}: {outcome.get('rps')} req/s under profiling "
                             f"(errors {outcome.get('errors')})\n\n" + summarise(outputs, args.top))
-                    folder = RESULTS / "profiles"
+                    folder = args.output
                     folder.mkdir(parents=True, exist_ok=True)
                     target = folder / f"{args.backend}-{endpoint}.txt"
                     target.write_text(text + "\n")

@@ -182,6 +182,10 @@ class Loader:
         used = {pid: cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after}
         result["worker_cpu_s"] = [round(v, 2) for v in used.values()]
         result["server_cpu_pct"] = round(100 * sum(used.values()) / result["seconds"], 1) if result["seconds"] else 0
+        # CPU time of the server's workers per request: what a request costs, whatever else the
+        # machine was doing (on a busy machine req/s falls with the CPU the servers get).
+        requests = result["requests"]
+        result["cpu_us_per_request"] = round(1e6 * sum(used.values()) / requests) if requests else None
         return result
 
 
@@ -317,6 +321,8 @@ def bench_backend(backend: str, url: str, loader: Loader, args: argparse.Namespa
         for name, measured_runs in runs.items():
             merged = {key: round(statistics.mean(r[key] for r in measured_runs), 2)
                       for key in ("rps", "p50_ms", "p90_ms", "p99_ms")}
+            if all(r.get("cpu_us_per_request") for r in measured_runs):
+                merged["cpu_us_per_request"] = round(statistics.mean(r["cpu_us_per_request"] for r in measured_runs))
             merged["errors"] = sum(r["errors"] for r in measured_runs)
             merged["runs"] = measured_runs
             result["baseline"][name] = merged
@@ -341,6 +347,9 @@ def bench_backend(backend: str, url: str, loader: Loader, args: argparse.Namespa
         against = "a" if name == "report_card" else "b"
         measured["baseline"] = against
         measured["ratio"] = ratio(measured["rps"], base_a if against == "a" else base_b)
+        base_cpu = result["baseline"][against].get("cpu_us_per_request")
+        if base_cpu and measured.get("cpu_us_per_request"):
+            measured["cpu_ratio"] = ratio(base_cpu, measured["cpu_us_per_request"])
     return result
 
 
@@ -409,8 +418,9 @@ def markdown(report: dict) -> str:
         "",
         "## Throughput and latency",
         "",
-        "| endpoint | db | req/s | p50 ms | p99 ms | errors | baseline | baseline req/s | ratio | target |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
+        "| endpoint | db | req/s | p50 ms | p99 ms | errors | baseline | baseline req/s | ratio | target "
+        "| CPU µs/req | CPU ratio |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---|---:|---:|",
     ]
     targets = {"report_card": "≥ 0.8", "source_get": "≥ 0.6", "source_put": "≥ 0.5"}
     for backend, result in report["backends"].items():
@@ -423,15 +433,19 @@ def markdown(report: dict) -> str:
             verdict = "" if target is None else (" ✅" if m["ratio"] >= float(target[2:]) else " ❌")
             lines.append(f"| {label} | {backend} | {m['rps']:.0f} | {m['p50_ms']} | {m['p99_ms']} | {m['errors']} | "
                          f"{m['baseline']} | {base['rps']:.0f} | {m['ratio']} | "
-                         f"{(target + verdict) if target else '—'} |")
+                         f"{(target + verdict) if target else '—'} | {m.get('cpu_us_per_request', '—')} | "
+                         f"{m.get('cpu_ratio', '—')} |")
         for key, label in BASELINE_LABELS.items():
             b = result["baseline"][key]
             each = " / ".join(f"{r['rps']:.0f}" for r in b["runs"])
             lines.append(f"| baseline {label} | {backend} | {b['rps']:.0f} ({each}) | {b['p50_ms']} | {b['p99_ms']} | "
-                         f"{b['errors']} | — | — | — | — |")
+                         f"{b['errors']} | — | — | — | — | {b.get('cpu_us_per_request', '—')} | — |")
     lines += ["", "Ratios are service req/s ÷ baseline req/s on the same database; a baseline's req/s is the mean "
               "of one run before the service rows and one after (both in brackets). Errors count transport "
-              "errors and HTTP statuses ≥ 400."]
+              "errors and HTTP statuses ≥ 400. CPU µs/req is the CPU time of the server's gunicorn workers "
+              "per request in the measured window; CPU ratio is the baseline's ÷ the row's (what the req/s "
+              "ratio would be if the servers were CPU-bound alone on the machine; it is not what the targets "
+              "use, but it moves less when other work shares the machine)."]
     lines += ["", "## List pagination (sequential requests on a quiet server, `limit=50`, median of "
               f"{settings['page_runs']})", "",
               "| db | sources in the account | first page ms | deepest page ms | slowest page / slowest at smallest |",

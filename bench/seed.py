@@ -105,7 +105,7 @@ def sqlite_database(folder: Path) -> Iterator[str]:
     try:
         yield f"sqlite:///{path}"
     finally:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-writelock"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 

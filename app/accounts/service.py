@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..auth import Principal, new_token
+from ..auth import Principal, forget_token, new_token
 from ..db import begin_write
 from ..errors import Conflict, Invalid, NotFound
 from ..models import Account, AccountToken, utcnow
@@ -103,3 +103,7 @@ def revoke_token(session: Session, principal: Principal, account_id: int, token_
             raise NotFound(f"token {token_id} not found")
         if token.revoked_at is None:
             token.revoked_at = utcnow()
+        token_hash = token.token_hash
+    # Once committed, this process stops accepting it at once (other processes within
+    # CONNECT_TOKEN_CACHE_SECONDS, when their cached entry expires).
+    forget_token(token_hash)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -165,11 +166,18 @@ class ReportCard:
         return f"<ReportCard {self.type}>"
 
 
+@lru_cache(maxsize=4096)
+def _compiled_validator(canonical_schema: str) -> Draft7Validator:
+    """One validator per distinct schema, shared by every property that has it (validators are
+    immutable): a catalog repeats a few dozen schemas over thousands of properties."""
+    return Draft7Validator(json.loads(canonical_schema), format_checker=_FORMAT_CHECKER)
+
+
 def _property(step_type: str, raw: dict[str, Any]) -> PropertySpec:
     schema = raw["json_schema"]
     validator = None
     if isinstance(schema, dict | bool) and schema not in ({}, True):
-        validator = Draft7Validator(schema, format_checker=_FORMAT_CHECKER)
+        validator = _compiled_validator(json.dumps(schema, sort_keys=True))
     return PropertySpec(
         name=raw["name"],
         step_type=step_type,

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,17 @@ def _file_validator() -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+@lru_cache(maxsize=4096)
+def _property_schema_problem(canonical_schema: str) -> tuple[tuple[Any, ...], str] | None:
+    """The first problem of a property's json_schema, checked once per distinct schema: a catalog
+    repeats a few dozen schemas over thousands of properties (the shipped one: 29 in 1,336)."""
+    try:
+        Draft7Validator.check_schema(json.loads(canonical_schema))
+    except SchemaError as error:
+        return tuple(error.path), error.message
+    return None
+
+
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -126,12 +137,12 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
             else:
                 seen_names[name] = path
             if prop["json_schema"] is not None:
-                try:
-                    Draft7Validator.check_schema(prop["json_schema"])
-                except SchemaError as error:
+                schema_problem = _property_schema_problem(json.dumps(prop["json_schema"], sort_keys=True))
+                if schema_problem is not None:
+                    error_path, message = schema_problem
                     problems.append(CatalogProblem(
-                        file, _json_path(["steps", s, "properties", p, "json_schema", *error.path]),
-                        f"invalid json_schema: {error.message}"))
+                        file, _json_path(["steps", s, "properties", p, "json_schema", *error_path]),
+                        f"invalid json_schema: {message}"))
     for name, value in document.get("system_values", {}).items():
         if name not in seen_names:
             problems.append(CatalogProblem(

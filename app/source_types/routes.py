@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 
 from ..catalog import get_catalog
 from ..errors import NotFound
+from ..extensions import documented_only
 from ..schemas import ApiErrorSchema
 from .schemas import ReportCardSchema, SourceTypeSummarySchema
 
@@ -25,6 +26,7 @@ def _json(body: bytes) -> Response:
 
 @blueprint.route("")
 class SourceTypes(MethodView):
+    @documented_only
     @blueprint.response(200, SourceTypeSummarySchema(many=True))
     @blueprint.alt_response(401, schema=ApiErrorSchema)
     def get(self):  # type: ignore[no-untyped-def]
@@ -34,6 +36,7 @@ class SourceTypes(MethodView):
 
 @blueprint.route("/<string:source_type>")
 class SourceType(MethodView):
+    @documented_only
     @blueprint.response(200, ReportCardSchema)
     @blueprint.alt_response(401, schema=ApiErrorSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)

@@ -1,13 +1,24 @@
-"""The Source object of API.md, built from a source row, its type's card and its facts."""
+"""The Source object of API.md, built from a source row, its type's card and its facts.
+
+:func:`source_body` builds it as a dict; :func:`source_json` serialises it the way the routes send
+it. A source's report card is the type's card with ``provided`` flags and the source's position,
+so it depends only on the card and the facts: it is serialised once per (card, facts) and reused
+(``setup_error``, when the source is broken, is added per source).
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from ..catalog.cards import ReportCard
 from ..models import Source
 from .steps import SourceFacts, derive_step
+
+# As Flask's jsonify sends it (compact, ASCII), in the key order of API.md.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -48,6 +59,54 @@ def source_body(source: Source, card: ReportCard, facts: SourceFacts) -> dict[st
         "system_paused_at": timestamp(source.system_paused_at),
         "deleted_at": timestamp(source.deleted_at),
     }
+
+
+@lru_cache(maxsize=4096)
+def _report_card_json(card: ReportCard, facts: SourceFacts) -> str:
+    position = derive_step(card, facts)
+    return _dumps({
+        "type": card.type,
+        "current_step": position.number,
+        "current_step_type": position.type,
+        "steps": card.public_steps(facts.provided),
+    })
+
+
+def _card_facts(card: ReportCard, facts: SourceFacts) -> SourceFacts:
+    # Names the card does not know change nothing in its report card: leave them out of the key.
+    provided = facts.provided
+    if not provided <= card.properties.keys():
+        provided = frozenset(name for name in provided if name in card.properties)
+    return facts if provided is facts.provided else SourceFacts(
+        provided, facts.discovery_succeeded, facts.stream_selected)
+
+
+def report_card_json(card: ReportCard, source: Source, facts: SourceFacts) -> str:
+    """:func:`report_card` as JSON text."""
+    text = _report_card_json(card, _card_facts(card, facts))
+    if source.broken_at is not None:
+        text = f'{text[:-1]},"setup_error":{_dumps(source.broken_reason)}}}'
+    return text
+
+
+def source_json(source: Source, card: ReportCard, facts: SourceFacts) -> str:
+    """:func:`source_body` as JSON text (the same keys and values, in the same order)."""
+    head = _dumps({
+        "id": source.id,
+        "name": source.name,
+        "display_name": source.display_name,
+        "type": source.type,
+        "properties": {k: v for k, v in source.properties.items() if v is not None},
+    })
+    tail = _dumps({
+        "setup_state": setup_state(source),
+        "created_at": timestamp(source.created_at),
+        "updated_at": timestamp(source.updated_at),
+        "paused_at": timestamp(source.paused_at),
+        "system_paused_at": timestamp(source.system_paused_at),
+        "deleted_at": timestamp(source.deleted_at),
+    })
+    return f'{head[:-1]},"report_card":{report_card_json(card, source, facts)},{tail[1:]}'
 
 
 def etag(source: Source) -> str:
