@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -121,9 +121,13 @@ def _strip_location(details: list[dict[str, str]]) -> list[dict[str, str]]:
         field = detail["field"]
         location, _, rest = field.partition(".")
         if location == "json":
-            detail["field"] = rest or "body"
+            field = rest or "body"
         elif location in {"query", "headers", "path", "view_args"} and rest:
-            detail["field"] = rest
+            field = rest
+        # marshmallow puts errors about a value as a whole (a list where an object belongs) under
+        # "_schema"; the client sent the body, or the object at that path.
+        parts = [part for part in field.split(".") if part != "_schema"]
+        detail["field"] = ".".join(parts) or "body"
     return details
 
 
@@ -143,7 +147,11 @@ def handle_http_exception(exc: HTTPException) -> Response:
     elif status == 405:
         message = "method not allowed on this resource"
     elif status == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
         message = "request body too large"
+        if limit:
+            message = f"request body too large: the limit is {limit} bytes (CONNECT_MAX_BODY_BYTES)"
+            details = [{"field": "body", "reason": f"larger than {limit} bytes"}]
     headers = {}
     if status == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
         headers["Allow"] = ", ".join(sorted(exc.valid_methods))

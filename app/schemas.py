@@ -1,8 +1,39 @@
-"""Marshmallow schemas shared by several blueprints (the error shape, pagination)."""
+"""Marshmallow schemas shared by several blueprints (the error shape, ids, display text)."""
 
-from datetime import datetime
+import re
+import unicodedata
+from datetime import UTC, datetime
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields, validate
+
+# Ids are BIGINT (app/models.py): a larger number can name nothing, and must not reach the database.
+MAX_ID = 2**63 - 1
+
+# Bidirectional embeddings, overrides and isolates: they make text display in another order than it
+# is stored ("Trojan Source", CVE-2021-42574), so a name shown to a user could pose as another.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def id_field(**kwargs) -> fields.Integer:  # type: ignore[no-untyped-def]
+    """An id in a body: an integer (not a string of digits) that fits the database."""
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+
+def display_text(value: str) -> None:
+    """Names people read: no control characters (newlines, escapes) and no bidi overrides."""
+    if any(unicodedata.category(character) == "Cc" for character in value):
+        raise ValidationError("must not contain control characters")
+    if _BIDI_CONTROLS.search(value):
+        raise ValidationError("must not contain bidirectional override characters (U+202A-U+202E, "
+                              "U+2066-U+2069)")
+
+
+def utc_representable(value: datetime) -> None:
+    """A timestamp the database can hold in UTC (year 1 at +14:00 is not one)."""
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValidationError("is out of range once converted to UTC") from None
 
 
 class Timestamp(fields.DateTime):

@@ -1,10 +1,10 @@
 from marshmallow import Schema, fields, validate
 
-from ..schemas import Timestamp
+from ..schemas import Timestamp, display_text
 
 
 class AccountCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), display_text])
     external_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200))
 
 

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from ..schemas import Timestamp
+from ..schemas import Timestamp, id_field
 
 
 class InitiateSchema(Schema):
@@ -10,7 +10,7 @@ class InitiateSchema(Schema):
     redirect_url = fields.String(required=True, validate=validate.Length(min=1, max=2048), metadata={
         "description": "Where the user's browser goes when the handshake ends: https, or http on a "
                        "loopback host; no fragment; one of the account's redirect_url_allowlist when set."})
-    source_id = fields.Integer(allow_none=True, validate=validate.Range(min=1), metadata={
+    source_id = id_field(allow_none=True, metadata={
         "description": "Reconnect: the finished handshake re-authorises this source in place."})
     oauth_input_configuration = fields.Dict(
         keys=fields.String(), values=fields.Raw(allow_none=True), load_default=dict, metadata={

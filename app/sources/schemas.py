@@ -1,25 +1,26 @@
 from marshmallow import Schema, fields, validate
 
+from ..schemas import display_text, utc_representable
 from ..source_types.schemas import StepSchema
 
 
 class SourceCreateSchema(Schema):
     type = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    display_name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    display_name = fields.String(required=True, validate=[validate.Length(min=1, max=255), display_text])
     name = fields.String(validate=validate.Length(min=1, max=49),
                          metadata={"description": "Default: derived from display_name."})
     properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
     secret_id = fields.String(validate=validate.Length(min=1, max=200), metadata={
         "description": "From the OAuth callback: provides the oauth step's credentials (once)."})
-    paused_at = fields.AwareDateTime(allow_none=True)
+    paused_at = fields.AwareDateTime(allow_none=True, validate=utc_representable)
 
 
 class SourceUpdateSchema(Schema):
-    display_name = fields.String(validate=validate.Length(min=1, max=255))
+    display_name = fields.String(validate=[validate.Length(min=1, max=255), display_text])
     properties = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
     secret_id = fields.String(validate=validate.Length(min=1, max=200), metadata={
         "description": "From the OAuth callback: provides the oauth step's credentials (once)."})
-    paused_at = fields.AwareDateTime(allow_none=True)
+    paused_at = fields.AwareDateTime(allow_none=True, validate=utc_representable)
 
 
 class SourceReportCardSchema(Schema):
