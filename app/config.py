@@ -36,6 +36,10 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
     ("CONNECT_MAX_BODY_BYTES", "MAX_CONTENT_LENGTH", 1_048_576, int,
      "Largest request body accepted; larger ones get 413."),
     ("CONNECT_LOG_LEVEL", "LOG_LEVEL", "INFO", str, "Log level of the JSON log lines."),
+    ("CONNECT_TOKEN_CACHE_SECONDS", "TOKEN_CACHE_SECONDS", 5.0, float,
+     "Seconds each process remembers an account token it has looked up, so a request needs no "
+     "token query; 0 turns it off. A revoked token stops working at once in the process that "
+     "revoked it, and within this many seconds in the others."),
     ("CONNECT_TOKEN_REFRESH_MARGIN", "TOKEN_REFRESH_MARGIN", 300, int,
      "Seconds before expiry at which an access token is refreshed."),
     ("CONNECT_HTTP_TIMEOUT", "HTTP_TIMEOUT", 20.0, float,
@@ -45,7 +49,12 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
     ("CONNECT_JOB_LEASE_SECONDS", "JOB_LEASE_SECONDS", 60, int,
      "Seconds a worker holds a job without renewing; a dead worker's job is taken over after this."),
     ("CONNECT_RATE_LIMIT", "RATE_LIMIT", "", str,
-     "Per account-token rate limit such as `100/minute`; empty turns it off."),
+     "Per-account rate limit of the `/v4` API such as `100/minute` or `10/second;1000/hour` "
+     "(429 with Retry-After over it; the operator token is not limited); empty turns it off."),
+    ("CONNECT_RATE_LIMIT_STORAGE_URI", "RATE_LIMIT_STORAGE_URI", "memory://", str,
+     "Where rate-limit counters live. `memory://` counts per process, so with several gunicorn "
+     "workers an account can make up to workers × the limit; a shared store such as "
+     "`redis://host:6379` (needs the `redis` package) makes the limit exact."),
 ]
 
 

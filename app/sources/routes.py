@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 from .. import db
 from ..auth import account_only, current_account_id
 from ..catalog import get_catalog
 from ..crypto import get_keyring
 from ..errors import Invalid
+from ..extensions import documented_only
 from ..models import Source
 from ..schemas import ApiErrorSchema
 from . import service
 from .facts import facts_for
-from .presenter import etag, source_body, timestamp
+from .presenter import etag, source_json, timestamp
 from .schemas import (
     EventSchema,
     ListArgsSchema,
@@ -42,13 +45,13 @@ def change_from(body: dict[str, Any]) -> service.SourceChange:
     )
 
 
-def source_response(source: Source, status: int = 200, **headers: str) -> Response:
+def source_response(source: Source | service.SourceView, status: int = 200, **headers: str) -> Response:
     session = db.session()
-    card = get_catalog().get(source.type)
-    with session.begin():
-        facts = facts_for(session, [source])[source.id]
-    response = jsonify(source_body(source, card, facts))
-    response.status_code = status
+    catalog = get_catalog()
+    card = catalog.get(source.type)
+    facts = facts_for(session, [source], catalog)[source.id]  # usually no query: see facts.py
+    response = Response(source_json(source, card, facts) + "\n", status=status,
+                        mimetype="application/json")
     response.headers["ETag"] = etag(source)
     response.headers.update(headers)
     return response
@@ -65,7 +68,7 @@ def if_match_header() -> list[str] | None:
 class Sources(MethodView):
     decorators = [account_only]
 
-    @blueprint.arguments(SourceCreateSchema)
+    @blueprint.arguments(SourceCreateSchema())  # one instance: not one built per request
     @blueprint.response(201, SourceSchema)
     @blueprint.alt_response(409, schema=ApiErrorSchema)
     @blueprint.alt_response(422, schema=ApiErrorSchema)
@@ -85,7 +88,8 @@ class Sources(MethodView):
             headers["Idempotent-Replayed"] = "true"
         return source_response(source, 201, **headers)
 
-    @blueprint.arguments(ListArgsSchema, location="query")
+    # An unknown query parameter (a typo such as ?limt=) is refused like an unknown body field.
+    @blueprint.arguments(ListArgsSchema(), location="query", unknown=RAISE)
     @blueprint.response(200, SourcePageSchema)
     def get(self, args: dict[str, Any]) -> Response:
         """List live sources, newest first: ``?limit=`` (≤100) and ``?cursor=`` from the last page."""
@@ -93,23 +97,24 @@ class Sources(MethodView):
         rows, next_cursor = service.list_sources(session, current_account_id(), args["limit"],
                                                  args["cursor"])
         catalog = get_catalog()
-        with session.begin():
-            facts = facts_for(session, rows)
-        data = [source_body(row, catalog.get(row.type), facts[row.id]) for row in rows]
-        return jsonify(data=data, next_cursor=next_cursor)
+        facts = facts_for(session, rows, catalog)
+        data = ",".join(source_json(row, catalog.get(row.type), facts[row.id]) for row in rows)
+        return Response(f'{{"data":[{data}],"next_cursor":{json.dumps(next_cursor)}}}\n',
+                        mimetype="application/json")
 
 
 @blueprint.route("/<int:source_id>")
 class SourceById(MethodView):
     decorators = [account_only]
 
+    @documented_only  # it returns a finished Response: the decorators below only document it
     @blueprint.response(200, SourceSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     def get(self, source_id: int) -> Response:
         """One source with its report card; poll it to follow the source's progress."""
-        return source_response(service.get_source(db.session(), current_account_id(), source_id))
+        return source_response(service.read_source(db.session(), current_account_id(), source_id))
 
-    @blueprint.arguments(SourceUpdateSchema)
+    @blueprint.arguments(SourceUpdateSchema())
     @blueprint.response(200, SourceSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     @blueprint.alt_response(409, schema=ApiErrorSchema)

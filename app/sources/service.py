@@ -15,11 +15,13 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..catalog import Catalog
 from ..catalog.cards import ReportCard
@@ -32,6 +34,8 @@ from .rules import check_properties, derive_name, name_problem
 
 CREDENTIAL_SENTINEL = object()  # stands for a stored credential's value, which is never compared
 MAX_PAGE = 100
+_SOURCES = Source.__table__
+_CREDENTIALS = SourceCredential.__table__
 
 
 @dataclass
@@ -73,8 +77,37 @@ def _system_properties(session: Session, keyring: Keyring, source: Source, card:
     return {**change.system_properties, **redeemed}
 
 
+_INSERT_EVENT = SourceEvent.__table__.insert()
+
+
 def record_event(session: Session, source: Source, type_: str, detail: dict | None = None) -> None:
-    session.add(SourceEvent(source_id=source.id, type=type_, detail=detail or {}))
+    """Add an audit event to the current transaction. Events are only ever inserted, so it is one
+    plain INSERT on the transaction's connection, sent at once (the source row exists: it has an
+    id), not an object for the unit of work (nor a reason to flush other changes before it)."""
+    if source.id is None:
+        session.add(SourceEvent(source_id=source.id, type=type_, detail=detail or {}))
+        return
+    session.connection().execute(_INSERT_EVENT, {"source_id": source.id, "type": type_,
+                                                 "at": utcnow(), "detail": detail or {}})
+
+
+_UPDATE_SOURCE = update(_SOURCES).where(_SOURCES.c.id == bindparam("source_id_"))
+
+
+def _set_loaded(source: Source, columns: Mapping[str, Any]) -> None:
+    """Give the loaded object these values as if read from the database (nothing to flush)."""
+    for key, value in columns.items():
+        set_committed_value(source, key, value)
+
+
+def _write_columns(session: Session, source: Source, columns: Mapping[str, Any]) -> None:
+    """Write new column values of a stored source with one UPDATE in the current transaction, and
+    give them to the loaded object. Used where a use case changes a locked source's own columns:
+    one statement, instead of marking the object changed and having the flush at commit work out
+    what changed (credentials, a queued job or a column a hook changed are still flushed then)."""
+    if columns:
+        session.connection().execute(_UPDATE_SOURCE, {"source_id_": source.id, **columns})
+        _set_loaded(source, columns)
 
 
 def _current_values(source: Source) -> dict[str, Any]:
@@ -92,6 +125,16 @@ def _apply_properties(
     session: Session, keyring: Keyring, source: Source, card: ReportCard, values: Mapping[str, Any]
 ) -> set[str]:
     """Write values (None clears); return the names whose value changed."""
+    changed, plain = _merge_properties(keyring, source, card, values)
+    source.properties = plain
+    return changed
+
+
+def _merge_properties(
+    keyring: Keyring, source: Source, card: ReportCard, values: Mapping[str, Any]
+) -> tuple[set[str], dict[str, Any]]:
+    """Apply values (None clears) to the credentials (sealed, in ``source.credentials``); return
+    the names whose value changed and the new plain properties (not yet set on the source)."""
     changed: set[str] = set()
     plain = dict(source.properties)
     credentials = {c.name: c for c in source.credentials}
@@ -118,8 +161,7 @@ def _apply_properties(
         elif plain.get(name) != value:
             plain[name] = value
             changed.add(name)
-    source.properties = plain
-    return changed
+    return changed, plain
 
 
 def _as_text(value: Any) -> str:
@@ -138,12 +180,33 @@ def decrypted_properties(keyring: Keyring, source: Source) -> dict[str, Any]:
     return values
 
 
+_LIVE = (Source.id == bindparam("source_id"), Source.account_id == bindparam("account_id"),
+         Source.deleted_at.is_(None))
+# Built once: SQLAlchemy then reuses their compiled form without building a statement per request.
+# A read gets the source with its credentials in one query (an outer join, not a second SELECT).
+_READ_SOURCE = (select(Source).outerjoin(Source.credentials).options(contains_eager(Source.credentials))
+                .where(*_LIVE))
+# A locking read must not join: on PostgreSQL a statement that waited for the row lock re-reads the
+# locked row but keeps the joined rows of its snapshot from before the wait, so it would miss a
+# credential the previous lock holder committed (and insert it twice: a 500, seen in
+# tests/test_concurrency_pg.py). Its credentials are read by a second query once the lock is held.
+_LOCK_SOURCE = select(Source).options(lazyload(Source.credentials)).where(*_LIVE).with_for_update()
+_CREDENTIALS_OF = select(SourceCredential).where(SourceCredential.source_id == bindparam("source_id"))
+
+
 def _live_source(session: Session, account_id: int, source_id: int, *, lock: bool) -> Source:
-    query = select(Source).where(
-        Source.id == source_id, Source.account_id == account_id, Source.deleted_at.is_(None))
-    if lock:
-        query = query.with_for_update()
-    source = session.scalars(query).one_or_none()
+    """The account's live source with its credentials loaded, or 404."""
+    params = {"source_id": source_id, "account_id": account_id}
+    # On SQLite a writer holds the database's write lock from BEGIN IMMEDIATE (begin_write), so
+    # its first read already sees every committed credential: the one joined query is right there.
+    if not lock or session.get_bind().dialect.name == "sqlite":
+        source = session.scalars(_READ_SOURCE, params).unique().one_or_none()
+    else:
+        source = session.scalars(_LOCK_SOURCE, params).one_or_none()
+        if source is not None:
+            # What the relationship's selectin load would do, without its per-query machinery.
+            set_committed_value(source, "credentials",
+                                list(session.scalars(_CREDENTIALS_OF, {"source_id": source.id})))
     if source is None:
         raise NotFound(f"source {source_id} not found")
     return source
@@ -222,6 +285,11 @@ def create_source(
             if session.scalars(select(Source.id).where(
                     Source.account_id == account_id, Source.name == name,
                     Source.deleted_at.is_(None))).first() is not None:
+                # A request with the same key may have committed since the check above: its
+                # source is the clash, and its key is visible now too (both commit together).
+                replayed = idempotency_key and _replay(session, account_id, idempotency_key, request_hash)
+                if replayed:
+                    return replayed, True
                 raise _name_clash(session, account_id, name, derived_from)
             now = utcnow()
             source = Source(account_id=account_id, type=card.type, name=name,
@@ -275,29 +343,35 @@ def update_source(
         if problems:
             raise _invalid_properties(problems)
         system_properties = _system_properties(session, keyring, source, card, change)
-        changed = _apply_properties(session, keyring, source, card,
-                                    {**change.properties, **system_properties})
+        changed, plain = _merge_properties(keyring, source, card,
+                                           {**change.properties, **system_properties})
+        # The source's new column values, written with one UPDATE at the end (_write_columns).
+        columns: dict[str, Any] = {}
+        if plain != source.properties:
+            columns["properties"] = plain
         touched = bool(changed)
         if change.properties:
             record_event(session, source, "properties_updated", {"names": sorted(change.properties)})
         if changed:
-            source.config_generation += 1
+            columns["config_generation"] = source.config_generation + 1
+            _set_loaded(source, columns)  # the hooks see the new configuration
             for hook in after_properties_changed:
                 hook(session, source, card, changed)
         if change.display_name is not None and change.display_name != source.display_name:
-            source.display_name = change.display_name
+            columns["display_name"] = change.display_name
             touched = True
         if change.paused_at_given:
             was_paused = source.paused_at is not None
-            source.paused_at = change.paused_at
+            columns["paused_at"] = change.paused_at
             touched = True
             if change.paused_at is not None and not was_paused:
                 record_event(session, source, "paused")
             elif change.paused_at is None and was_paused:
                 record_event(session, source, "unpaused")
         if touched:
-            source.version += 1
-            source.updated_at = utcnow()
+            columns["version"] = source.version + 1
+            columns["updated_at"] = utcnow()
+        _write_columns(session, source, columns)
     return source
 
 
@@ -306,11 +380,70 @@ def get_source(session: Session, account_id: int, source_id: int) -> Source:
         return _live_source(session, account_id, source_id, lock=False)
 
 
+# --- reads for responses: the source's columns and credential names, without ORM objects ---------
+
+_VIEW_FIELDS = (
+    "id", "account_id", "type", "name", "display_name", "properties", "version", "config_generation",
+    "discovered_generation", "connected_at", "broken_at", "broken_reason", "created_at", "updated_at",
+    "paused_at", "system_paused_at", "deleted_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceView:
+    """A source as a response shows it: its columns and the names of its credentials (never their
+    values). What ``GET /v4/sources/{id}`` and the list read: plain rows, no ORM objects to build,
+    track or flush, since nothing read here is changed."""
+
+    id: int
+    account_id: int
+    type: str
+    name: str
+    display_name: str
+    properties: dict[str, Any]
+    version: int
+    config_generation: int
+    discovered_generation: int | None
+    connected_at: datetime | None
+    broken_at: datetime | None
+    broken_reason: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    paused_at: datetime | None
+    system_paused_at: datetime | None
+    deleted_at: datetime | None
+    credential_names: frozenset[str]
+
+    @classmethod
+    def from_row(cls, row: Any, credential_names: frozenset[str]) -> SourceView:
+        return cls(*(row[name] for name in _VIEW_FIELDS), credential_names)  # type: ignore[arg-type]
+
+
+_VIEW_COLUMNS = tuple(_SOURCES.c[name] for name in _VIEW_FIELDS)
+_LIVE_OF_ACCOUNT = (_SOURCES.c.account_id == bindparam("account_id"), _SOURCES.c.deleted_at.is_(None))
+# One source and its credential names in one query: a row per credential (or one with a null name).
+_READ_VIEW = (select(*_VIEW_COLUMNS, _CREDENTIALS.c.name.label("credential_name"))
+              .select_from(_SOURCES.outerjoin(_CREDENTIALS, _CREDENTIALS.c.source_id == _SOURCES.c.id))
+              .where(_SOURCES.c.id == bindparam("source_id"), *_LIVE_OF_ACCOUNT))
+_CREDENTIAL_NAMES = (select(_CREDENTIALS.c.source_id, _CREDENTIALS.c.name)
+                     .where(_CREDENTIALS.c.source_id.in_(bindparam("source_ids", expanding=True))))
+
+
+def read_source(session: Session, account_id: int, source_id: int) -> SourceView:
+    """The account's live source as a response shows it (one query), or 404."""
+    with session.begin():
+        rows = session.connection().execute(
+            _READ_VIEW, {"source_id": source_id, "account_id": account_id}).mappings().all()
+    if not rows:
+        raise NotFound(f"source {source_id} not found")
+    names = frozenset(row["credential_name"] for row in rows if row["credential_name"] is not None)
+    return SourceView.from_row(rows[0], names)
+
+
 def delete_source(session: Session, account_id: int, source_id: int) -> Source:
     with begin_write(session):
         source = _live_source(session, account_id, source_id, lock=True)
-        source.deleted_at = utcnow()
-        source.version += 1
+        _write_columns(session, source, {"deleted_at": utcnow(), "version": source.version + 1})
         record_event(session, source, "deleted")
     return source
 
@@ -330,17 +463,41 @@ def decode_cursor(cursor: str) -> int:
     return value
 
 
+@lru_cache(maxsize=256)
+def _page_query(limit: int, after_cursor: bool) -> Select:
+    """A page of live sources, newest first.
+
+    The ORDER BY names every column of ``ix_sources_account_live_id`` (account_id, deleted_at, id),
+    all descending: the first two are fixed by the WHERE, so the order is by id, and PostgreSQL
+    sees that a backward scan of the index returns the rows in that order. With ``ORDER BY id``
+    alone it does not (``deleted_at IS NULL`` is no equality to it) and may walk the primary key
+    from the newest row down instead, through every newer row of other accounts.
+    """
+    query = select(*_VIEW_COLUMNS).where(*_LIVE_OF_ACCOUNT)
+    if after_cursor:
+        query = query.where(_SOURCES.c.id < bindparam("before_id"))
+    return (query.order_by(_SOURCES.c.account_id.desc(), _SOURCES.c.deleted_at.desc(), _SOURCES.c.id.desc())
+            .limit(limit + 1))
+
+
 def list_sources(
     session: Session, account_id: int, limit: int, cursor: str | None
-) -> tuple[list[Source], str | None]:
-    """Newest first, by keyset on id (so a deep page costs what the first does)."""
-    query = select(Source).where(Source.account_id == account_id, Source.deleted_at.is_(None))
+) -> tuple[list[SourceView], str | None]:
+    """Newest first, by keyset on id (so a deep page costs what the first does): one transaction,
+    two queries (the page, then the credential names of all its sources)."""
+    params: dict[str, Any] = {"account_id": account_id}
     if cursor:
-        query = query.where(Source.id < decode_cursor(cursor))
+        params["before_id"] = decode_cursor(cursor)
     with session.begin():
-        rows = list(session.scalars(query.order_by(Source.id.desc()).limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+        connection = session.connection()
+        rows = connection.execute(_page_query(limit, bool(cursor)), params).mappings().all()
+        page = rows[:limit]
+        names: dict[int, set[str]] = {row["id"]: set() for row in page}
+        if page:
+            for source_id, name in connection.execute(_CREDENTIAL_NAMES, {"source_ids": list(names)}):
+                names[source_id].add(name)
+    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return [SourceView.from_row(row, frozenset(names[row["id"]])) for row in page], next_cursor
 
 
 def list_events(session: Session, account_id: int, source_id: int) -> list[SourceEvent]:
