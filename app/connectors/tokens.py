@@ -29,6 +29,17 @@ Rotation
     attempt sends it, and a provider that did rotate answers ``invalid_grant`` (the source becomes
     broken and says so) — a token we *know* was replaced is never sent again.
 
+    Why that is the best available: the new refresh token exists only in the lost answer, so no
+    retry, timing or lock can recover it; the stored token is kept because it is the newest we
+    know (never overwritten, never dropped). Sending it once more costs nothing and is the only
+    way back where the provider allows it: many honour a replaced refresh token for a grace period
+    or when the rotation's answer was never acknowledged, and a provider that did not rotate (the
+    answer was lost for another reason) simply answers. A provider that refuses it answers
+    ``invalid_grant``, and the source is marked broken at once with a ``broken_reason`` that says the
+    earlier answer was lost (``after_lost_answer``), so the user is asked to reconnect rather than
+    left with a source failing for no stated reason. Guessing, or not retrying, could only be worse:
+    the source would stay stuck without saying why.
+
 Failures (one shared schedule per source, kept on the token row)
     * Permanent — 400, 401, 403 and other 4xx from the token or login endpoint (``invalid_grant``,
       ``invalid_client``…): the source is marked broken (``broken_at``, ``broken_reason`` — shown
@@ -81,6 +92,8 @@ MAX_ROUNDS = 4
 TRANSIENT_BASE_DELAY = 0.5
 TRANSIENT_MAX_DELAY = 60.0
 PERMANENT_BACKOFF = (timedelta(minutes=15), timedelta(hours=1), timedelta(hours=6), timedelta(hours=24))
+# Transient errors after which the provider may have committed a rotation we never received.
+LOST_ANSWER_ERRORS = frozenset({"timeout", "connection_error"})
 # broken_reason["type"] of a source broken by a refused refresh: only such a break is cleared by a
 # later successful refresh (a break found by another check is not ours to clear).
 BROKEN_TYPE = "token_refresh_failed"
@@ -370,6 +383,12 @@ class TokenStore:
                         failure: TokenRequestError, now: datetime) -> None:
         same_run = (row.consecutive_failures > 0 and row.last_error_permanent == failure.permanent
                     and row.config_generation == source.config_generation)
+        # A refusal right after a lost answer, of a grant that hands out refresh tokens: most likely
+        # the provider rotated then, and the new token was in the answer that never came.
+        after_lost_answer = (failure.permanent and self.rotation_property is not None
+                             and row.consecutive_failures > 0 and not row.last_error_permanent
+                             and row.last_error in LOST_ANSWER_ERRORS
+                             and row.config_generation == source.config_generation)
         self._clear_token_of_other_generation(row, source)
         row.consecutive_failures = row.consecutive_failures + 1 if same_run else 1
         row.last_error, row.last_error_permanent = failure.error[:60], failure.permanent
@@ -378,20 +397,24 @@ class TokenStore:
         else:
             row.next_attempt_at = now + timedelta(
                 seconds=transient_delay(row.consecutive_failures, failure.retry_after))
-        record_event(session, source, "refresh_failed", {
-            "kind": kind, "error": row.last_error, "status": failure.status, "permanent": failure.permanent,
-            "consecutive_failures": row.consecutive_failures, "next_attempt_at": _iso(row.next_attempt_at)})
+        detail = {"kind": kind, "error": row.last_error, "status": failure.status, "permanent": failure.permanent,
+                  "consecutive_failures": row.consecutive_failures, "next_attempt_at": _iso(row.next_attempt_at)}
+        if after_lost_answer:
+            detail["after_lost_answer"] = True
+        record_event(session, source, "refresh_failed", detail)
         log.warning("token refresh failed", extra={
             "source_id": source.id, "kind": kind, "error": row.last_error, "status": failure.status,
-            "permanent": failure.permanent, "next_attempt_at": _iso(row.next_attempt_at)})
+            "permanent": failure.permanent, "next_attempt_at": _iso(row.next_attempt_at),
+            "after_lost_answer": after_lost_answer})
         if failure.permanent:
-            self._mark_broken(source, kind, failure, now)
+            self._mark_broken(source, kind, failure, now, after_lost_answer=after_lost_answer)
 
-    def _mark_broken(self, source: Source, kind: str, failure: TokenRequestError, now: datetime) -> None:
+    def _mark_broken(self, source: Source, kind: str, failure: TokenRequestError, now: datetime,
+                     *, after_lost_answer: bool = False) -> None:
         what = "refresh token" if self.auth.get("grant_type") == "refresh_token" else "credentials"
         if kind == SESSION_TOKEN:
             what = "login credentials"
-        source.broken_reason = {
+        reason = {
             "type": BROKEN_TYPE,
             "error": failure.error,
             "status": failure.status,
@@ -399,6 +422,13 @@ class TokenStore:
                        "Reconnect the source or update its credentials.",
             "at": _iso(now),
         }
+        if after_lost_answer:
+            reason["after_lost_answer"] = True
+            reason["message"] = (
+                f"The provider refused the source's {what} ({failure}) right after an answer of its "
+                "token endpoint was lost in transit: it most likely replaced the refresh token in that "
+                "answer. Reconnect the source.")
+        source.broken_reason = reason
         if source.broken_at is None:
             source.broken_at = now
         source.version += 1

@@ -8,12 +8,16 @@ leaves the same result (streams are upserted by ``tap_stream_id``).
 Failures are sorted by who can fix them: the user (credentials refused, 4xx on the check: the
 source becomes ``broken`` and says why), time (429, 5xx, timeouts, no token for now: the job is
 retried with back-off, and the check fails only when attempts run out), or the operator (a card
-that cannot produce a request: the check fails at once).
+that cannot produce a request: the check fails at once). A 2xx that is not data (an HTML page, JSON
+cut short) counts as time's: a maintenance or sign-in page, or a proxy that lost the body. When the
+token store has scheduled its next attempt (``Retry-After`` from the token endpoint), the job is
+not run again before then: an attempt would only find the store still waiting.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -45,6 +49,10 @@ class CheckOutcome(Exception):
         self.user_must_fix = user_must_fix
 
 
+def _seconds_until(moment: datetime | None) -> float | None:
+    return None if moment is None else max(0.0, (moment - utcnow()).total_seconds())
+
+
 def _retry_after(response: requests.Response) -> float | None:
     try:
         return float(response.headers.get("Retry-After", ""))
@@ -52,10 +60,27 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
+def _unreadable_body(response: requests.Response) -> str | None:
+    """What is wrong with a 2xx body that cannot be the API's data, if anything."""
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "html" in content_type:
+        return "an HTML page instead of data"
+    if "json" in content_type and response.content.strip():
+        try:
+            response.json()
+        except ValueError:
+            return "JSON that does not parse (cut short?)"
+    return None
+
+
 def _judge(response: requests.Response, what: str) -> None:
     """Raise unless the response is a success."""
     status = response.status_code
     if 200 <= status < 300:
+        problem = _unreadable_body(response)
+        if problem:
+            raise JobFailed("unexpected_response", f"{what}: the API answered {status} with {problem}",
+                            transient=True)
         return
     if status == 429 or status >= 500 or status == 408:
         raise JobFailed("source_unavailable", f"{what}: the API answered {status}", transient=True,
@@ -117,9 +142,14 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
     except AuthConfigurationError as error:
         outcome = CheckOutcome("configuration_error", str(error), user_must_fix=False)
     except (TokenUnavailable, requests.RequestException, JobFailed) as error:
-        failure = error if isinstance(error, JobFailed) else JobFailed(
-            "source_unavailable", f"{type(error).__name__}: the API or its token endpoint is unreachable",
-            transient=True)
+        if isinstance(error, JobFailed):
+            failure = error
+        elif isinstance(error, TokenUnavailable):
+            failure = JobFailed("source_unavailable", f"no token from the token endpoint for now ({error.error})",
+                                transient=True, retry_after=_seconds_until(error.retry_at))
+        else:
+            failure = JobFailed("source_unavailable",
+                                f"{type(error).__name__}: the API or its token endpoint is unreachable", transient=True)
         last_attempt = job.attempts >= job.max_attempts
         _record(app, job, check_id, generation, error=failure.error,
                 status="failed" if last_attempt else "queued")

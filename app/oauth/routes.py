@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response, current_app, redirect, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 from .. import db
 from ..auth import account_only, current_account_id, current_principal, public
@@ -44,7 +45,7 @@ class Callback(MethodView):
                         "for a reconnect) or error and error_description added to its query.")
     @blueprint.alt_response(400, schema=ApiErrorSchema, description="Missing, unknown, used or expired state.")
     @blueprint.doc(security=[], parameters=[
-        {"in": "query", "name": name, "required": False, "schema": {"type": "string"}}
+        {"in": "query", "name": name, "required": name == "state", "schema": {"type": "string"}}
         for name in ("code", "state", "error", "error_description")])
     def get(self) -> Response:
         """Where the provider sends the user's browser back to; needs no token."""
@@ -79,7 +80,7 @@ class Credentials(MethodView):
 
 @blueprint.route("/credentials/spec")
 class CredentialsSpec(MethodView):
-    @blueprint.arguments(SpecArgsSchema, location="query")
+    @blueprint.arguments(SpecArgsSchema, location="query", unknown=RAISE)
     @blueprint.response(200)
     @blueprint.alt_response(422, schema=ApiErrorSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:

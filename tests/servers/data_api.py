@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from flask import Flask, Request, Response, json, request
 
+from .planted import plant
+
 
 class AuthScheme(StrEnum):
     """How a request proves who it is; the value is the URL prefix."""
@@ -145,6 +147,8 @@ class DataApi:
         self._session_tokens: dict[str, float | None] = {}
         self._oauth_tokens: set[str] = set()
         self._faults: deque[_PendingFault] = deque()
+        # Faults actually served, by mode (tests count what they injected from this).
+        self.faults_served: Counter[str] = Counter()
 
     def register_oauth_token(self, access_token: str) -> None:
         """Accept ``access_token`` on ``/oauth`` without asking a validator."""
@@ -188,6 +192,7 @@ class DataApi:
                         fault.remaining -= 1
                         if fault.remaining <= 0:
                             self._faults.remove(fault)
+                    self.faults_served[fault.mode.value] += 1
                     return fault
         return None
 
@@ -219,6 +224,7 @@ class DataApi:
         ):
             return None
         token = secrets.token_urlsafe(24)
+        plant(token, "data_api:session_token")
         lifetime = settings.session_token_lifetime
         with self.lock:
             self.session_logins += 1

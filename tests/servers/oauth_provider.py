@@ -38,6 +38,8 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Flask, Response, json, request
 
+from .planted import plant
+
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKEN_PATH = "/oauth/token"
 RESOURCE_PATH = "/api/me"
@@ -61,6 +63,9 @@ class TokenFault(StrEnum):
     NO_EXPIRES_IN = "no_expires_in"
     EXPIRES_AT_ABSOLUTE = "expires_at_absolute"
     LOST_RESPONSE = "lost_response"
+    # Issue (and rotate) as usual, then hold the answer past the client's timeout: the same lost
+    # answer as LOST_RESPONSE, seen by the client as a timeout instead of a dropped connection.
+    COMMITTED_THEN_SLOW = "committed_then_slow"
     NO_ACCESS_TOKEN = "no_access_token"
 
 
@@ -260,6 +265,8 @@ class OAuthProvider:
         self._faults: deque[_PendingFault] = deque()
         self.token_requests = 0
         self.token_requests_by_grant: Counter[str] = Counter()
+        # Faults actually served, by mode (tests count what they injected from this).
+        self.faults_served: Counter[str] = Counter()
         self.refresh_tokens_issued: list[str] = []
         self.access_tokens_issued: list[str] = []
         self.last_token_request: TokenRequestRecord | None = None
@@ -292,6 +299,7 @@ class OAuthProvider:
         """Register (or replace) an OAuth app."""
         if token_endpoint_auth_method not in CLIENT_AUTH_METHODS:
             raise ValueError(f"unsupported token_endpoint_auth_method {token_endpoint_auth_method}")
+        plant(client_secret, f"provider:client_secret:{client_id}")
         client = Client(
             client_id=client_id,
             client_secret=client_secret,
@@ -314,7 +322,7 @@ class OAuthProvider:
         """Make the next ``count`` token requests misbehave (``None``: until cleared).
 
         Faults queue up in order, so ``server_error`` then ``slow`` is two calls.
-        ``delay`` applies to ``slow`` (default ``settings.slow_seconds``).
+        ``delay`` applies to ``slow`` and ``committed_then_slow`` (default ``settings.slow_seconds``).
         """
         with self.lock:
             self._faults.append(_PendingFault(TokenFault(mode), count, delay))
@@ -333,6 +341,7 @@ class OAuthProvider:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.popleft()
+            self.faults_served[fault.mode.value] += 1
             return fault
 
     def record_token_request(self, form: Mapping[str, str], headers: Mapping[str, str]) -> None:
@@ -347,6 +356,8 @@ class OAuthProvider:
             basic_client_id=basic_client_id,
             content_type=headers.get("Content-Type", ""),
         )
+        for name in SECRET_FORM_FIELDS:
+            plant(form.get(name), f"provider:token_request:{name}")
         with self.lock:
             self.token_requests += 1
             self.token_requests_by_grant[record.grant_type or ""] += 1
@@ -403,6 +414,8 @@ class OAuthProvider:
             expires_in=token["expires_in"],
             access_token_expires_at=time.time() + token["expires_in"],
         )
+        plant(issued.access_token, "provider:access_token")
+        plant(issued.refresh_token, "provider:refresh_token")
         with self.lock:
             self._by_access_token[issued.access_token] = issued
             self.access_tokens_issued.append(issued.access_token)
@@ -423,6 +436,7 @@ class OAuthProvider:
         return token
 
     def save_authorization_code(self, code: AuthorizationCode) -> None:
+        plant(code.code, "provider:authorization_code")
         with self.lock:
             self._codes[code.code] = code
 
@@ -461,6 +475,11 @@ class OAuthProvider:
         with self.lock:
             for issued in self._by_access_token.values():
                 issued.access_token_expires_at = 0.0
+
+    def issued_to(self, client_id: str) -> list[IssuedToken]:
+        """Every token response issued to ``client_id``, oldest first."""
+        with self.lock:
+            return [issued for issued in self._by_access_token.values() if issued.client_id == client_id]
 
     def find_access_token(self, access_token: str) -> IssuedToken | None:
         with self.lock:
@@ -666,14 +685,15 @@ def create_oauth_provider(settings: ProviderSettings | None = None) -> Flask:
         fault = pending.mode if pending else None
         if fault in FAULTS_BEFORE_PROCESSING:
             return _fault_response(fault, provider.settings)
+        delay = pending.delay if pending and pending.delay is not None else provider.settings.slow_seconds
         if fault is TokenFault.SLOW:
-            time.sleep(
-                pending.delay if pending.delay is not None else provider.settings.slow_seconds
-            )
+            time.sleep(delay)
         with provider.lock:
             response = server.create_token_response()
         if fault is TokenFault.LOST_RESPONSE and response.status_code == 200:
             return _drop_connection()
+        if fault is TokenFault.COMMITTED_THEN_SLOW:
+            time.sleep(delay)  # outside the lock: the provider's other clients go on
         return _reshape_token_response(response, fault, provider.settings)
 
     @app.get(RESOURCE_PATH)
