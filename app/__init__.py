@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, catalog, crypto, db, discovery, logs, oauth
+from . import auth, catalog, crypto, db, discovery, logs, oauth, ratelimit, request_checks
 from .config import default_database_url, settings_from_environment
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
@@ -33,9 +33,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     discovery.init_app(app)
     crypto.init_app(app)
     auth.init_app(app)
+    ratelimit.init_app(app)  # after auth: it counts by g.principal
+    request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter
 
     api = create_api(app)
     from .accounts.routes import blueprint as accounts
+    from .connect.routes import blueprint as connect_sessions
+    from .connect.routes import page as connect_page
     from .discovery.routes import blueprint as streams
     from .docs import blueprint as docs_assets
     from .health import blueprint as health
@@ -43,9 +47,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .source_types.routes import blueprint as source_types
     from .sources.routes import blueprint as sources
 
-    for blueprint in (accounts, source_types, sources, streams, oauth_routes):
+    for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
+    app.register_blueprint(connect_page)
     app.register_blueprint(docs_assets)
     register_error_handlers(app)
     if app.config["EMBEDDED_WORKER"]:

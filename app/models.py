@@ -169,6 +169,7 @@ class IdempotencyKey(Base):
 
 def load_all_models() -> None:
     """Import every module that defines models, so ``Base.metadata`` knows all tables."""
+    from .connect import models as _connect  # noqa: F401
     from .connectors import models as _connectors  # noqa: F401
     from .discovery import models as _discovery  # noqa: F401
     from .jobs import models as _jobs  # noqa: F401

@@ -68,6 +68,8 @@ RESERVED_TOKEN_PARAMS = frozenset({"grant_type", "code", "redirect_uri", "client
 # RFC 6749 §5.2 error codes a token endpoint may answer with; others are reported as server_error.
 TOKEN_ERROR_CODES = frozenset({"invalid_request", "invalid_client", "invalid_grant",
                                "unauthorized_client", "unsupported_grant_type", "invalid_scope"})
+# Token endpoint statuses that say "not now" rather than "broken": told as temporarily_unavailable.
+BUSY_STATUSES = frozenset({429, 502, 503, 504})
 # Fields of a token response that grant access.
 TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
 _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
@@ -193,8 +195,15 @@ def initiate(
     source_id: int | None,
     given_inputs: Mapping[str, Any],
     public_url: str,
+    *,
+    own_page: bool = False,
 ) -> Consent:
-    """Start a handshake for the account; returns the consent URL to send the user's browser to."""
+    """Start a handshake for the account; returns the consent URL to send the user's browser to.
+
+    ``own_page``: the redirect_url is this service's hosted connect page (app/connect), not an
+    integrator's, so the account's redirect_url_allowlist (a list of the integrator's URLs) does
+    not apply; the page checked the integrator's own redirect_url against it already.
+    """
     card = oauth_card(catalog, source_type)
     oauth = card.oauth
     problem = redirect_url_problem(redirect_url)
@@ -209,7 +218,7 @@ def initiate(
         account = session.get(Account, account_id)
         if account is None:
             raise NotFound(f"account {account_id} not found")
-        problem = allowlist_problem(redirect_url, account.redirect_url_allowlist)
+        problem = None if own_page else allowlist_problem(redirect_url, account.redirect_url_allowlist)
         if problem:
             raise _invalid(problem, "redirect_url", "invalid_redirect_url")
         stored: dict[str, Any] = {}
@@ -372,7 +381,10 @@ def _require_success(response: requests.Response) -> requests.Response:
     if code in TOKEN_ERROR_CODES:
         raise HandshakeFailed(code, f"the provider's token endpoint refused the authorization code "
                               f"(HTTP {response.status_code}, {code})", http_status=response.status_code)
-    raise HandshakeFailed("server_error", f"the provider's token endpoint answered HTTP {response.status_code}",
+    # Rate limited or a gateway in trouble: the integrator may simply start the connection again
+    # (the code itself cannot be retried: it may have been used up).
+    error = "temporarily_unavailable" if response.status_code in BUSY_STATUSES else "server_error"
+    raise HandshakeFailed(error, f"the provider's token endpoint answered HTTP {response.status_code}",
                           http_status=response.status_code)
 
 
