@@ -69,6 +69,17 @@ class Servers:
 
 
 @contextmanager
+def running_data_api(bearer_token: str) -> Iterator[DataApi]:
+    """The data API alone, served on 127.0.0.1 and accepting ``bearer_token``."""
+    application = create_data_api()
+    api = get_data_api(application)
+    with serve(application) as url:
+        api.base_url = url
+        api.settings.bearer_token = bearer_token
+        yield api
+
+
+@contextmanager
 def running_servers() -> Iterator[Servers]:
     """The OAuth provider and the data API, served on 127.0.0.1; the API accepts the provider's
     live access tokens on ``/oauth``."""

@@ -32,7 +32,7 @@ from app import db
 from app.jobs.worker import Worker
 from app.models import Base, Source, SourceCredential
 
-from .servers import create_data_api, get_data_api, serve
+from .connectors_support import running_data_api
 from .test_service_basics import assert_error
 
 GA = "platform.google-analytics"
@@ -254,11 +254,7 @@ CATALOGUE = [
 
 @pytest.fixture(scope="module")
 def data_api():
-    application = create_data_api()
-    api = get_data_api(application)
-    with serve(application) as url:
-        api.base_url = url
-        api.settings.bearer_token = DATA_TOKEN
+    with running_data_api(DATA_TOKEN) as api:
         yield api
 
 

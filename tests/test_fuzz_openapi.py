@@ -39,7 +39,7 @@ from schemathesis.generation import GenerationMode
 from app.jobs.worker import Worker
 
 from .conftest import OPERATOR_TOKEN
-from .servers import create_data_api, get_data_api, serve
+from .connectors_support import running_data_api
 
 FAST_EXAMPLES = 6
 SLOW_EXAMPLES = 15
@@ -101,11 +101,7 @@ class Seed:
 
 @pytest.fixture(scope="module")
 def data_api():
-    application = create_data_api()
-    api = get_data_api(application)
-    with serve(application) as url:
-        api.base_url = url
-        api.settings.bearer_token = DATA_TOKEN
+    with running_data_api(DATA_TOKEN) as api:
         yield api
 
 

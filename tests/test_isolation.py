@@ -31,7 +31,7 @@ from app.auth import account_only, operator_only
 from app.jobs.worker import Worker
 
 from .conftest import OPERATOR_TOKEN
-from .servers import create_data_api, get_data_api, serve
+from .connectors_support import running_data_api
 from .test_bad_inputs import database_state, stored_source
 from .test_oauth import (  # noqa: F401  (fixtures)
     REDIRECT,
@@ -170,11 +170,7 @@ def view_decorators(app, rule_text: str) -> set:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def data_api():
-    application = create_data_api()
-    api = get_data_api(application)
-    with serve(application) as url:
-        api.base_url = url
-        api.settings.bearer_token = DATA_TOKEN
+    with running_data_api(DATA_TOKEN) as api:
         yield api
 
 
