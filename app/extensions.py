@@ -1,6 +1,7 @@
 """The flask-smorest Api: routes, schemas and the generated OpenAPI document."""
 
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,14 @@ def documented_only(view: Callable[..., Any]) -> Callable[..., Any]:
     ``alt_response`` / ``doc`` decorators put in the OpenAPI document, and drop their wrappers,
     which for such a view only add calls to every request. Apply it last (outermost), and only
     over those decorators (``arguments`` parses the request: it must stay)."""
-    inner = inspect.unwrap(view)
+    # Only flask-smorest's own wrappers are dropped: a wrapper of ours (an access check, say)
+    # under this decorator must keep running, so unwrapping stops at the first one that is not.
+    inner = inspect.unwrap(view, stop=lambda wrapper: not _is_flask_smorest(wrapper))
     inner._apidoc = view._apidoc  # type: ignore[attr-defined]  (what flask-smorest reads at registration)
     return inner
+
+
+def _is_flask_smorest(function: Callable[..., Any]) -> bool:
+    # functools.wraps copies __module__ from the wrapped view, so ask where the code lives.
+    code = getattr(function, "__code__", None)
+    return code is not None and f"{os.sep}flask_smorest{os.sep}" in code.co_filename
