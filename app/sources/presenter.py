@@ -1,9 +1,9 @@
 """The Source object of API.md, built from a source row, its type's card and its facts.
 
-:func:`source_body` builds it as a dict; :func:`source_json` serialises it the way the routes send
-it. A source's report card is the type's card with ``provided`` flags and the source's position,
-so it depends only on the card and the facts: it is serialised once per (card, facts) and reused
-(``setup_error``, when the source is broken, is added per source).
+:func:`source_json` serialises it the way the routes send it. A source's report card is the
+type's card with ``provided`` flags and the source's position, so it depends only on the card and
+the facts: it is serialised once per (card, facts) and reused (``setup_error``, when the source is
+broken, is added per source).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
 
 from ..catalog.cards import ReportCard
 from ..models import Source
@@ -29,36 +28,6 @@ def setup_state(source: Source) -> str:
     if source.broken_at is not None:
         return "broken"
     return "connected" if source.connected_at is not None else "incomplete"
-
-
-def report_card(card: ReportCard, source: Source, facts: SourceFacts) -> dict[str, Any]:
-    position = derive_step(card, facts)
-    body: dict[str, Any] = {
-        "type": card.type,
-        "current_step": position.number,
-        "current_step_type": position.type,
-        "steps": card.public_steps(facts.provided),
-    }
-    if source.broken_at is not None:
-        body["setup_error"] = source.broken_reason
-    return body
-
-
-def source_body(source: Source, card: ReportCard, facts: SourceFacts) -> dict[str, Any]:
-    return {
-        "id": source.id,
-        "name": source.name,
-        "display_name": source.display_name,
-        "type": source.type,
-        "properties": {k: v for k, v in source.properties.items() if v is not None},
-        "report_card": report_card(card, source, facts),
-        "setup_state": setup_state(source),
-        "created_at": timestamp(source.created_at),
-        "updated_at": timestamp(source.updated_at),
-        "paused_at": timestamp(source.paused_at),
-        "system_paused_at": timestamp(source.system_paused_at),
-        "deleted_at": timestamp(source.deleted_at),
-    }
 
 
 @lru_cache(maxsize=4096)
@@ -82,7 +51,8 @@ def _card_facts(card: ReportCard, facts: SourceFacts) -> SourceFacts:
 
 
 def report_card_json(card: ReportCard, source: Source, facts: SourceFacts) -> str:
-    """:func:`report_card` as JSON text."""
+    """The source's report card as JSON text: the type's card with ``provided`` flags and the
+    source's position, plus ``setup_error`` when the source is broken."""
     text = _report_card_json(card, _card_facts(card, facts))
     if source.broken_at is not None:
         text = f'{text[:-1]},"setup_error":{_dumps(source.broken_reason)}}}'
@@ -90,7 +60,7 @@ def report_card_json(card: ReportCard, source: Source, facts: SourceFacts) -> st
 
 
 def source_json(source: Source, card: ReportCard, facts: SourceFacts) -> str:
-    """:func:`source_body` as JSON text (the same keys and values, in the same order)."""
+    """The Source object as JSON text, its keys in the order of API.md."""
     head = _dumps({
         "id": source.id,
         "name": source.name,
