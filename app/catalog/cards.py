@@ -95,7 +95,7 @@ class ReportCard:
 
     __slots__ = (
         "type", "display_name", "details", "steps", "properties", "system_values", "oauth",
-        "auth", "api", "path", "blank_json", "summary", "_public_steps",
+        "auth", "api", "connector", "database", "singer", "path", "blank_json", "summary", "_public_steps",
     )
 
     def __init__(self, document: dict[str, Any], path: str) -> None:
@@ -115,6 +115,9 @@ class ReportCard:
         self.oauth = freeze(document.get("oauth"))
         self.auth = freeze(document.get("auth"))
         self.api = freeze(document.get("api"))
+        self.database = freeze(document.get("database"))
+        self.singer = freeze(document.get("singer"))
+        self.connector: str | None = connector_kind(document)
         self._public_steps = tuple(
             (s.type, tuple(p.public() for p in s.properties)) for s in self.steps
         )
@@ -164,6 +167,15 @@ class ReportCard:
 
     def __repr__(self) -> str:
         return f"<ReportCard {self.type}>"
+
+
+def connector_kind(document: Mapping[str, Any]) -> str | None:
+    """The card's connector kind (app/connectors/base.py): named, or ``http`` for a card in the
+    older format (an ``auth``/``api`` section and no ``connector``), or None: no connector."""
+    named = document.get("connector")
+    if named is not None:
+        return str(named)
+    return "http" if document.get("auth") is not None or document.get("api") is not None else None
 
 
 @lru_cache(maxsize=4096)
