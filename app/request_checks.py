@@ -2,7 +2,9 @@
 that mean one thing.
 
 - ``<int:…>`` in every route is an :class:`IdConverter`: ids are BIGINT, so a longer number is an
-  unknown id (404), never a database overflow (500). The OpenAPI document shows the bounds.
+  unknown id (404), never a database overflow (500). The OpenAPI document shows the bounds. Only
+  ASCII digits make an id: werkzeug's ``\\d`` and Python's ``int()`` also take other scripts'
+  digits (full-width ``４``, Arabic-Indic ``١``), so one source would answer to many spellings.
 - No NUL character in the path, the query or a header (400): PostgreSQL cannot hold one.
 - A request body under ``/v4/`` must be JSON (``application/json`` or ``…+json``), else 415.
 - A JSON body must be I-JSON (RFC 7493) and storable: valid UTF-8, no duplicate key in an object
@@ -35,7 +37,9 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class IdConverter(IntegerConverter):
-    """``<int:name>``: a decimal id between 1 and the largest BIGINT."""
+    """``<int:name>``: a decimal id of ASCII digits between 1 and the largest BIGINT."""
+
+    regex = "[0-9]+"
 
     def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = 1, max: int | None = MAX_ID,
                  signed: bool = False) -> None:
