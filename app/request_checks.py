@@ -61,15 +61,14 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _refuse_constant(name: str) -> float:
-    raise _Refused(f"{name} is not a JSON number")
+class _NotANumber:
+    """What ``NaN``, ``Infinity`` and ``-Infinity`` parse to, so the walk below can name where they
+    stand (the parser's callback does not know)."""
 
+    __slots__ = ("name",)
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise _Refused("a number is too large for a double")
-    return value
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
 def _check_strings_and_depth(document: Any) -> None:
@@ -84,6 +83,10 @@ def _check_strings_and_depth(document: Any) -> None:
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ID:
             raise _Refused("an integer beyond 2^63-1 is out of range",
                            path or "body")
+        elif isinstance(value, float) and math.isinf(value):  # 1e999: beyond a double
+            raise _Refused("a number is too large for a double", path or "body")
+        elif isinstance(value, _NotANumber):
+            raise _Refused(f"{value.name} is not a JSON number", path or "body")
         elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
                 raise _Refused(f"nested deeper than {MAX_DEPTH} levels", path or "body")
@@ -106,8 +109,7 @@ def parse_json_body(raw: bytes) -> Any:
     """The body as JSON, or :class:`ApiError` 400 naming what is wrong (never echoing a value)."""
     try:
         text = raw.decode("utf-8")
-        document = json.loads(text, object_pairs_hook=_object_without_duplicates,
-                              parse_constant=_refuse_constant, parse_float=_finite_float)
+        document = json.loads(text, object_pairs_hook=_object_without_duplicates, parse_constant=_NotANumber)
         _check_strings_and_depth(document)
     except _Refused as refused:
         raise _malformed(f"{refused.field}: {refused.reason}", refused.field, refused.reason) from None
