@@ -7,7 +7,19 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, catalog, crypto, db, discovery, logs, oauth, ratelimit, request_checks, secrets_store
+from . import (
+    auth,
+    catalog,
+    crypto,
+    db,
+    discovery,
+    logs,
+    oauth,
+    ratelimit,
+    request_checks,
+    secrets_store,
+    security_headers,
+)
 from .config import default_database_url, settings_from_environment
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
@@ -36,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it counts by g.principal
     request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter
+    security_headers.init_app(app)
 
     api = create_api(app)
     from .accounts.routes import blueprint as accounts
