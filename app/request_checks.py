@@ -22,17 +22,20 @@ parses cannot disagree.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from typing import Any
 
 from flask import Flask, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from .errors import ApiError
 from .schemas import MAX_ID
 
 MAX_DEPTH = 32
+log = logging.getLogger(__name__)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -158,10 +161,24 @@ def _may_hold_nul(environ: dict[str, Any]) -> bool:
                if key.startswith("HTTP_") or key in {"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
+def _read_body() -> bytes:
+    """The whole body, bounded by MAX_CONTENT_LENGTH (413 beyond). A body the server cannot read as
+    it is framed (gunicorn raises its own parse errors from ``wsgi.input``: a chunk whose size or
+    terminator is wrong) is the client's error, 400, not a crash of the app."""
+    try:
+        return request.get_data(cache=True)
+    except HTTPException:
+        raise  # 413, or werkzeug's ClientDisconnected (400)
+    except Exception as error:  # the WSGI server's own exception classes, which the app cannot list
+        log.info("request body unreadable", extra={"error_class": type(error).__name__})
+        raise _malformed("the request body could not be read: its chunked framing is broken, or it ended "
+                         "early", "body", "malformed chunked encoding, or the body ended early") from None
+
+
 def check_request_body() -> None:
     if request.routing_exception is not None or request.method in {"GET", "HEAD", "OPTIONS"}:
         return  # routing answers 404/405 first; reads take no body
-    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH (413 beyond)
+    raw = _read_body()
     if not raw:
         return
     if not request.is_json:
