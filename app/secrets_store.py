@@ -4,6 +4,7 @@ start-up that the configured keys open what is stored, and re-sealing under a ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from .models import Base, Sealed
 log = logging.getLogger(__name__)
 
 
-def sealed_models() -> list[type]:
+def sealed_models() -> list[type[Any]]:
     return sorted((m.class_ for m in Base.registry.mappers if issubclass(m.class_, Sealed)),
                   key=lambda cls: cls.__tablename__)
 
@@ -124,7 +125,7 @@ def rotate_all(make_session: sessionmaker[Session], keyring: Keyring, batch_size
         counts[model.__tablename__] = 0
         while True:
             with make_session() as session, begin_write(session):
-                rows = session.scalars(
+                rows: Sequence[Any] = session.scalars(
                     select(model).where(model.key_id != keyring.primary_id)
                     .order_by(model.id).limit(batch_size).with_for_update()).all()
                 for row in rows:
