@@ -124,8 +124,13 @@ def test_swagger_ui_renders_under_its_policy_and_refuses_to_be_framed(served):
             page.locator(".opblock-summary").first.click()  # open an operation: parameters, examples
             page.wait_for_selector(".opblock-body .responses-wrapper")
             page.locator(".opblock-body .try-out__btn").first.click()
-            page.wait_for_selector(".opblock-body .execute")
+            page.locator(".opblock-body .execute").first.click()  # a real call from the page: connect-src
+            page.wait_for_selector(".opblock-body .live-responses-table")
             page.locator(".models-control, .models h4").first.click()  # the schemas section
+            page.locator(".auth-wrapper .authorize").click()  # the Authorize dialog's form
+            page.locator(".modal-ux input[type=text]").first.fill("cn_not_a_token")
+            page.locator(".modal-ux .auth-btn-wrapper .authorize").first.click()
+            page.wait_for_selector(".modal-ux .auth-btn-wrapper .btn-done")
             violations = [line for line in console if "Content Security Policy" in line or "Refused" in line]
             assert not violations, violations
 
