@@ -23,6 +23,7 @@ from ..catalog import get_catalog
 from ..crypto import get_keyring
 from ..errors import ApiError, error_response
 from ..schemas import ApiErrorSchema
+from ..security_headers import shows_secret_once
 from . import service
 from .forms import shown_value
 from .models import CANCELLED, COMPLETED, ConnectSession
@@ -49,6 +50,7 @@ STEP_TITLES = {"form": "Settings", "oauth": "Sign in", "discover_schema": "Conne
 class Sessions(MethodView):
     decorators = [account_only]
 
+    @shows_secret_once
     @blueprint.arguments(SessionCreateSchema)
     @blueprint.response(201, SessionSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
@@ -72,7 +74,6 @@ def _remember_token(_endpoint: str | None, values: dict[str, Any] | None) -> Non
 @page.after_request
 def _page_headers(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
     # The token is in the URL: never send it on in a Referer, never keep a page in a cache.
     response.headers["Referrer-Policy"] = "no-referrer"
     if request.endpoint != "connect_page.static":

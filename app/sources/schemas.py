@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from ..schemas import display_text, utc_representable
+from ..schemas import TextInteger, display_text, utc_representable
 from ..source_types.schemas import StepSchema
 
 
@@ -54,7 +54,7 @@ class SourcePageSchema(Schema):
 
 
 class ListArgsSchema(Schema):
-    limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+    limit = TextInteger(load_default=25, validate=validate.Range(min=1, max=100))
     cursor = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
 
 
