@@ -126,7 +126,7 @@ def test_a_user_connects_a_source_in_the_browser(service, servers, browser, oper
         page.get_by_label("Plan").select_option("team")
         page.get_by_role("button", name="Continue").click()
         error = page.locator("#e-provider_port")
-        expect(error).to_contain_text("does not match")
+        expect(error).to_contain_text("must be 2 to 5 digits")
         expect(page.get_by_label("Provider port")).to_be_focused()
         expect(page.get_by_label("Provider port")).to_have_attribute("aria-invalid", "true")
         shot(page, 2, "field-error")
