@@ -14,7 +14,9 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-from jsonschema import Draft7Validator, FormatChecker
+from jsonschema import Draft7Validator
+
+from .formats import format_checker
 
 STEP_TYPES = ("form", "oauth", "discover_schema", "field_selection", "fully_configured")
 CREDENTIAL_STEP_TYPES = ("form", "oauth")
@@ -29,7 +31,7 @@ PROPERTY_ATTRIBUTES = (
     "name", "is_required", "is_credential", "system_provided", "property_type", "json_schema",
     "tap_mutable",
 )
-_FORMAT_CHECKER = FormatChecker()
+_FORMAT_CHECKER = format_checker()
 
 
 def freeze(value: Any) -> Any:
@@ -67,14 +69,15 @@ class PropertySpec:
         return self.property_type == "read_only"
 
     def public(self) -> dict[str, Any]:
-        """The property as a report card shows it (a read-only property's schema is null)."""
+        """The property as a report card shows it. A read-only property's schema is served too
+        (Stitch's own example serves Google Analytics' ``quota_user`` as ``{"type": "string"}``)."""
         return {
             "name": self.name,
             "is_required": self.is_required,
             "is_credential": self.is_credential,
             "system_provided": self.system_provided,
             "property_type": self.property_type,
-            "json_schema": None if self.is_read_only else thaw(self.json_schema),
+            "json_schema": thaw(self.json_schema),
             "provided": False,
             "tap_mutable": self.tap_mutable,
         }
@@ -94,7 +97,7 @@ class ReportCard:
     """One source type. Attributes are read-only by convention and by freezing."""
 
     __slots__ = (
-        "type", "display_name", "details", "steps", "properties", "system_values", "oauth",
+        "type", "display_name", "details", "upgrade_available", "steps", "properties", "system_values", "oauth",
         "auth", "api", "connector", "database", "singer", "path", "blank_json", "summary", "_public_steps",
     )
 
@@ -103,6 +106,7 @@ class ReportCard:
         self.type: str = document["type"]
         self.display_name: str = document["display_name"]
         self.details = freeze(document.get("details") or {})
+        self.upgrade_available = freeze(document.get("upgrade_available"))
         steps = []
         for step in document["steps"]:
             props = tuple(_property(step["type"], p) for p in step["properties"])
@@ -131,6 +135,7 @@ class ReportCard:
                 "current_step_type": position.type,
                 "steps": self.public_steps(),
                 "details": thaw(self.details),
+                "upgrade_available": thaw(self.upgrade_available),
             },
             separators=(",", ":"),
         ).encode()
@@ -138,9 +143,16 @@ class ReportCard:
             "type": self.type,
             "display_name": self.display_name,
             "details": thaw(self.details),
+            "upgrade_available": thaw(self.upgrade_available),
             "steps": [s.type for s in self.steps],
             "managed_oauth": self.oauth is not None,
         }
+
+    @property
+    def upgrade_type(self) -> str | None:
+        """The type Stitch names as this one's successor (``upgrade_available.type``)."""
+        upgrade = self.upgrade_available
+        return str(upgrade["type"]) if isinstance(upgrade, Mapping) and upgrade.get("type") else None
 
     @property
     def managed_oauth(self) -> bool:

@@ -22,6 +22,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..templating import TemplateProblem, render
+from .access import AccessPolicy
 from .cards import STEP_TYPES, ReportCard
 
 SCHEMA_PATH = Path(__file__).with_name("report_card.schema.json")
@@ -49,9 +50,12 @@ class CatalogError(Exception):
 class Catalog:
     """The source types, by type. Built once at start-up; read-only after."""
 
-    def __init__(self, cards: dict[str, ReportCard], load_seconds: float) -> None:
+    def __init__(self, cards: dict[str, ReportCard], load_seconds: float,
+                 access: AccessPolicy | None = None) -> None:
         self.cards = dict(sorted(cards.items()))
         self.load_seconds = load_seconds
+        # Which access:false types this deployment lets accounts create (app/catalog/access.py).
+        self.access = access if access is not None else AccessPolicy()
         self.list_json: bytes = json.dumps(
             [card.summary for card in self.cards.values()], separators=(",", ":")
         ).encode()
@@ -212,9 +216,9 @@ def split_paths(setting: str) -> list[Path]:
     return [Path(part) for part in setting.split(os.pathsep) if part.strip()]
 
 
-def load_catalog(setting: str) -> Catalog:
+def load_catalog(setting: str, access: AccessPolicy | None = None) -> Catalog:
     started = time.perf_counter()
     cards, problems = check_paths(split_paths(setting))
     if problems:
         raise CatalogError(problems)
-    return Catalog(cards, time.perf_counter() - started)
+    return Catalog(cards, time.perf_counter() - started, access)
