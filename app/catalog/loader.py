@@ -23,7 +23,7 @@ from jsonschema.exceptions import SchemaError
 
 from ..templating import TemplateProblem, render
 from .access import AccessPolicy
-from .cards import STEP_TYPES, ReportCard
+from .cards import STEP_TYPES, ReportCard, validation_key
 
 SCHEMA_PATH = Path(__file__).with_name("report_card.schema.json")
 # What a system_values template may use (app/sources/service.py renders it with real values).
@@ -141,7 +141,7 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
             else:
                 seen_names[name] = path
             if prop["json_schema"] is not None:
-                schema_problem = _property_schema_problem(json.dumps(prop["json_schema"], sort_keys=True))
+                schema_problem = _property_schema_problem(validation_key(prop["json_schema"]))
                 if schema_problem is not None:
                     error_path, message = schema_problem
                     problems.append(CatalogProblem(
@@ -155,15 +155,32 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
             render(value, SYSTEM_VALUES_CONTEXT)
         except TemplateProblem as error:
             problems.append(CatalogProblem(file, f"$.system_values.{name}", f"template: {error}"))
+    problems += _form_layout_problems(document.get("form_layout"), seen_names, file)
     oauth = document.get("oauth")
     if oauth:
         if "oauth" not in step_types:
             problems.append(CatalogProblem(file, "$.oauth", "an oauth section needs an oauth step"))
-        for section in ("client_properties", "token_properties", "callback_properties"):
+        for section in ("client_properties", "token_properties", "callback_properties", "handshake_properties"):
             for key, name in oauth.get(section, {}).items():
                 if name not in seen_names:
                     problems.append(CatalogProblem(
                         file, f"$.oauth.{section}.{key}", f"no property {name!r} in this card"))
+    return problems
+
+
+def _form_layout_problems(layout: Any, names: dict[str, str], file: str) -> list[CatalogProblem]:
+    """A form layout may only name the card's properties and its own groups."""
+    if not layout:
+        return []
+    groups = {group["id"] for group in layout["groups"]}
+    problems = []
+    for index, field in enumerate(layout["fields"]):
+        if field["name"] not in names:
+            problems.append(CatalogProblem(file, f"$.form_layout.fields[{index}].name",
+                                           f"no property {field['name']!r} in this card"))
+        if field["group"] not in groups:
+            problems.append(CatalogProblem(file, f"$.form_layout.fields[{index}].group",
+                                           f"no group {field['group']!r} in form_layout.groups"))
     return problems
 
 
