@@ -99,7 +99,7 @@ class ReportCard:
     __slots__ = (
         "type", "display_name", "details", "upgrade_available", "steps", "properties", "system_values", "oauth",
         "auth", "api", "connector", "database", "singer", "path", "blank_json", "summary", "_public_steps",
-        "oauth_fills", "oauth_remaining",
+        "oauth_fills", "oauth_remaining", "form_layout",
     )
 
     def __init__(self, document: dict[str, Any], path: str) -> None:
@@ -118,6 +118,7 @@ class ReportCard:
         )
         self.system_values = freeze(document.get("system_values") or {})
         self.oauth = freeze(document.get("oauth"))
+        self.form_layout = freeze(document.get("form_layout"))
         self.auth = freeze(document.get("auth"))
         self.api = freeze(document.get("api"))
         self.database = freeze(document.get("database"))
