@@ -36,7 +36,8 @@ class Initiate(MethodView):
             db.session(), get_catalog(), get_keyring(), current_account_id(), body["source_type"],
             body["redirect_url"], body.get("source_id"), body["oauth_input_configuration"],
             current_app.config["PUBLIC_URL"])
-        return {"consent_url": consent.consent_url, "expires_at": consent.expires_at}
+        return {"consent_url": consent.consent_url, "expires_at": consent.expires_at,
+                "remaining_inputs": list(consent.remaining_inputs)}
 
 
 @blueprint.route("/callback")

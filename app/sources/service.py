@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, contains_eager, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..catalog import Catalog
+from ..catalog.access import access_denied
 from ..catalog.cards import ReportCard
 from ..crypto import Keyring, Sealed
 from ..db import begin_write
@@ -268,6 +269,9 @@ def create_source(
         if replayed is not None:
             return replayed, True
     card = _card_for(catalog, source_type)
+    denied = access_denied(card, catalog.access)
+    if denied is not None:
+        raise denied
     problems = check_properties(card, change.properties, {})
     assert change.display_name is not None
     derived_from = None if change.name else change.display_name
