@@ -33,6 +33,7 @@ from ..db import begin_write, get_db
 from ..jobs.queue import ClaimedJob
 from ..jobs.worker import JobFailed, register_handler
 from ..models import Source, utcnow
+from ..sources.availability import TYPE_UNAVAILABLE, unavailable_reason
 from ..sources.service import record_event
 from .models import ConnectionCheck
 from .service import CHECK_JOB, save_discovery
@@ -129,6 +130,8 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
     found: list[tuple[dict[str, Any], bool]] = []
     outcome: CheckOutcome | None = None
     try:
+        if card is None:
+            raise CheckOutcome(TYPE_UNAVAILABLE, unavailable_reason(source.type)["message"], user_must_fix=False)
         if card.api is None:
             raise CheckOutcome("not_checkable", f"source type {card.type} has no api section: this service "
                                "cannot check it", user_must_fix=False)
