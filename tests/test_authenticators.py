@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 from requests.models import PreparedRequest
 
+from app import db
+from app.catalog import get_catalog
 from app.connectors.authenticators import (
     BEARER,
     DEFAULT_EXPIRES_IN,
@@ -22,8 +25,11 @@ from app.connectors.authenticators import (
     parse_duration,
     retry_after_seconds,
 )
+from app.connectors.context import rendered, template_context
 from app.connectors.errors import AuthConfigurationError, CredentialsRejected
 from app.connectors.models import SESSION_TOKEN
+from app.crypto import get_keyring
+from app.models import Source
 
 from .connectors_support import (  # noqa: F401  (fixtures)
     BASIC_CLIENT,
@@ -63,6 +69,46 @@ def test_basic_allows_an_empty_password(client, app, account, servers):
     assert call_api(app, source_id).status_code == 200
     servers.data_api.settings.password = "pass"
     assert call_api(app, source_id).status_code == 401
+
+
+def test_basic_with_an_api_key_as_username_and_no_password(client, app, account, servers):
+    """Chargebee's way (issue 13): the card names an optional password the user leaves out. It
+    renders as empty and the request is sent as ``key:``, not refused as a configuration error."""
+    api_key = "live_" + secrets.token_hex(12)
+    servers.data_api.settings.username, servers.data_api.settings.password = api_key, ""
+    source_id = create_source(client, account, "test.auth-basic-api-key",
+                              {"api_url": servers.api_url, "api_key": api_key})
+    before = servers.data_api.requests["/basic/check"]
+    assert call_api(app, source_id).status_code == 200
+    assert servers.data_api.requests["/basic/check"] == before + 1
+    # A password given later is sent, and the API's own check then refuses the wrong pair.
+    assert client.put(f"/v4/sources/{source_id}", headers=account.headers,
+                      json={"properties": {"password": "not-empty"}}).status_code == 200
+    assert call_api(app, source_id).status_code == 401
+
+
+def test_optional_properties_left_out_are_empty_but_not_defined(client, app, account, servers):
+    """What a template sees of a property the source has not provided: an optional one renders as
+    "" and is not ``defined`` (so ``default`` still applies); a required one is an error."""
+    source_id = create_source(client, account, "test.auth-basic-api-key",
+                              {"api_url": servers.api_url, "api_key": "k-" + secrets.token_hex(8)})
+    with app.app_context():
+        source = db.session().get(Source, source_id)
+        context = template_context(get_keyring(), source, get_catalog().get(source.type))
+    assert rendered({"password": "{{ properties.password }}",
+                     "region": "{{ properties.region | default('us') }}",
+                     "said": "{% if properties.region is defined %}given{% else %}not given{% endif %}",
+                     "joined": "{{ properties.api_url ~ properties.region }}"}, context, "test") == {
+        "password": "", "region": "us", "said": "not given", "joined": servers.api_url}
+    with pytest.raises(AuthConfigurationError, match="region"):
+        rendered("{{ properties.region.name }}", context, "test")  # nothing to look into
+    with pytest.raises(AuthConfigurationError, match="nowhere"):
+        rendered("{{ properties.nowhere }}", context, "test")  # not a property of the card
+    with app.app_context():
+        source.properties = {k: v for k, v in source.properties.items() if k != "api_url"}
+        context = template_context(get_keyring(), source, get_catalog().get(source.type))
+    with pytest.raises(AuthConfigurationError, match="api_url"):
+        rendered("{{ properties.api_url }}", context, "test")  # required: no request without it
 
 
 @pytest.mark.parametrize("token, expected", [("bearer-token", 200), ("other-token", 401)])

@@ -259,7 +259,7 @@ class TokenStore:
 
     def _refresh(self, session: Session, http: requests.Session, source: Source, row: SourceToken,
                  kind: str, replacing: str | None) -> tuple[_Outcome, CredentialsRejected | None]:
-        context = template_context(self.keyring, source)
+        context = template_context(self.keyring, source, self.card)
         auth = rendered(self.auth, context, f"{self.card.type}: auth")
         sent_refresh_token: str | None = None
         try:
@@ -455,7 +455,7 @@ class TokenStore:
             source = session.get(Source, self.source_id)
             if source is None or source.deleted_at is not None:
                 raise AuthConfigurationError(f"source {self.source_id} does not exist")
-            context = template_context(self.keyring, source)
+            context = template_context(self.keyring, source, self.card)
         auth = rendered(self.auth, context, f"{self.card.type}: auth")
         login = SessionLogin.from_spec(auth, self._base_url(context), f"{self.card.type}: auth")
         deadline = time.monotonic() + REFRESH_BUDGET_SECONDS
