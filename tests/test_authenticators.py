@@ -31,8 +31,10 @@ from app.connectors.models import SESSION_TOKEN
 from app.crypto import get_keyring
 from app.models import Source
 
+from .conftest import TESTS
 from .connectors_support import (  # noqa: F401  (fixtures)
     BASIC_CLIENT,
+    POST_CLIENT,
     Servers,
     _default_server_behaviour,
     call_api,
@@ -229,6 +231,44 @@ def test_oauth2_refresh_token_grant_reaches_the_api(client, app, account, server
     assert servers.provider.token_requests == calls + 1
     sent = servers.provider.last_token_request
     assert sent.grant_type == "refresh_token" and sent.client_auth == "client_secret_post"
+
+
+@pytest.mark.parametrize("source_type, content_type", [
+    ("test.oauth2-refresh", "application/x-www-form-urlencoded"),
+    ("test.oauth2-refresh-json", "application/json"),
+])
+def test_oauth2_token_requests_are_form_or_json_encoded_as_the_card_says(
+        client, app, account, servers, source_type, content_type):
+    """auth.token_request_encoding (issue 13): "form" by default, "json" for providers that take
+    one JSON object, as Square's ObtainToken does. The provider here takes only its own encoding."""
+    servers.provider.settings.rotate_refresh_tokens = True
+    servers.provider.settings.token_request_encoding = "json" if "json" in content_type else "form"
+    source_id = create_source(client, account, source_type, servers.oauth_properties())
+    sent_token = stored_properties(app, source_id)["refresh_token"]
+    assert call_api(app, source_id).status_code == 200
+    sent = servers.provider.last_token_request
+    assert sent.content_type.split(";")[0] == content_type
+    assert sent.grant_type == "refresh_token" and sent.client_auth == "client_secret_post"
+    assert sent.form["refresh_token"] == sent_token and sent.form["client_id"] == POST_CLIENT
+    # The rotated refresh token came back and was kept, whatever the encoding.
+    assert stored_properties(app, source_id)["refresh_token"] == servers.provider.last_refresh_token
+
+    # The other encoding is refused by this provider: the card's choice is what made it work.
+    servers.provider.settings.token_request_encoding = "form" if "json" in content_type else "json"
+    other = create_source(client, account, source_type, servers.oauth_properties())
+    with pytest.raises(CredentialsRejected) as refused:
+        call_api(app, other)
+    assert refused.value.reason["error"] == "invalid_request"
+
+
+def test_a_token_request_encoding_the_card_cannot_have_is_refused_at_load(tmp_path):
+    from app.catalog.loader import check_paths
+
+    document = json.loads((TESTS / "report_cards" / "test.oauth2-refresh-json.json").read_text())
+    document["auth"]["token_request_encoding"] = "xml"
+    (tmp_path / "card.json").write_text(json.dumps(document))
+    _cards, problems = check_paths([tmp_path])
+    assert [p.json_path for p in problems] == ["$.auth.token_request_encoding"]
 
 
 def test_oauth2_client_secret_basic_and_scopes(client, app, account, servers):
