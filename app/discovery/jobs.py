@@ -120,7 +120,8 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
         if check is None:
             check = ConnectionCheck(source_id=source.id, config_generation=generation)
             session.add(check)
-        check.status, check.started_at, check.error = "running", utcnow(), None
+        # The previous attempt's error stays visible until an attempt succeeds (see ConnectionCheck).
+        check.status, check.started_at, check.attempts = "running", utcnow(), job.attempts
         session.flush()
         check_id = check.id
         # ``credentials`` load with the source (selectin), so the object is usable after the
@@ -173,7 +174,7 @@ def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, stat
     with get_db(app).Session() as session, begin_write(session):
         source = session.scalars(select(Source).where(Source.id == job.source_id).with_for_update()).one()
         check = session.get(ConnectionCheck, check_id)
-        check.status, check.error = status, error
+        check.status, check.error, check.error_at = status, error, None if error is None else utcnow()
         if status != "queued":
             check.completed_at = utcnow()
         current = source.config_generation == generation and source.deleted_at is None

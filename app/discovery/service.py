@@ -37,6 +37,9 @@ def queue_check(session: Session, source: Source) -> ConnectionCheck:
     if check is None:
         check = ConnectionCheck(source_id=source.id, config_generation=source.config_generation)
         session.add(check)
+    elif check.config_generation != source.config_generation:
+        # A retry of an older configuration becomes this one's check: its errors said nothing of this.
+        check.error, check.error_at, check.attempts = None, None, 0
     check.config_generation = source.config_generation
     job.payload = {"config_generation": source.config_generation}
     session.flush()
