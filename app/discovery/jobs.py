@@ -173,7 +173,7 @@ def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, stat
     changes: dict[str, Any] = {}
     with get_db(app).Session() as session, begin_write(session):
         source = session.scalars(select(Source).where(Source.id == job.source_id).with_for_update()).one()
-        check = session.get(ConnectionCheck, check_id)
+        check = session.get_one(ConnectionCheck, check_id)
         check.status, check.error, check.error_at = status, error, None if error is None else utcnow()
         if status != "queued":
             check.completed_at = utcnow()
