@@ -70,7 +70,14 @@ class TokenFault(StrEnum):
     # answer as LOST_RESPONSE, seen by the client as a timeout instead of a dropped connection.
     COMMITTED_THEN_SLOW = "committed_then_slow"
     NO_ACCESS_TOKEN = "no_access_token"
+    # Hold the request before answering it until ``release_hung_requests()`` (or ``delay`` seconds,
+    # default 30) — a provider that hangs; then answer as usual.
+    HANG = "hang"
+    # Issue (and rotate) as usual, then hold the answer until released (or ``delay``, default 30 s).
+    COMMITTED_THEN_HANG = "committed_then_hang"
 
+
+HANGING_FAULTS = frozenset({TokenFault.HANG, TokenFault.COMMITTED_THEN_HANG})
 
 # Answered before Authlib sees the request: nothing is issued, no refresh token is used up.
 FAULTS_BEFORE_PROCESSING = frozenset(
@@ -278,6 +285,7 @@ class OAuthProvider:
         self.last_token_request: TokenRequestRecord | None = None
         self.authorization_requests = 0
         self.last_authorization_request: dict[str, str] | None = None
+        self._hung_released = threading.Event()
 
     @property
     def user(self) -> ResourceOwner:
@@ -331,11 +339,21 @@ class OAuthProvider:
         ``delay`` applies to ``slow`` and ``committed_then_slow`` (default ``settings.slow_seconds``).
         """
         with self.lock:
+            if TokenFault(mode) in HANGING_FAULTS and self._hung_released.is_set():
+                self._hung_released = threading.Event()
             self._faults.append(_PendingFault(TokenFault(mode), count, delay))
 
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
+        self.release_hung_requests()
+
+    def release_hung_requests(self) -> None:
+        """Let every request held by a ``hang`` fault be answered now."""
+        self._hung_released.set()
+
+    def hang(self, seconds: float) -> None:
+        self._hung_released.wait(seconds)
 
     def take_fault(self) -> _PendingFault | None:
         """The fault for the request being answered, using up one of its count."""
@@ -727,12 +745,16 @@ def create_oauth_provider(settings: ProviderSettings | None = None) -> Flask:
         delay = pending.delay if pending and pending.delay is not None else provider.settings.slow_seconds
         if fault is TokenFault.SLOW:
             time.sleep(delay)
+        if fault is TokenFault.HANG:
+            provider.hang(pending.delay if pending and pending.delay is not None else 30.0)
         with provider.lock:
             response = server.create_token_response()
         if fault is TokenFault.LOST_RESPONSE and response.status_code == 200:
             return _drop_connection()
         if fault is TokenFault.COMMITTED_THEN_SLOW:
             time.sleep(delay)  # outside the lock: the provider's other clients go on
+        if fault is TokenFault.COMMITTED_THEN_HANG:
+            provider.hang(pending.delay if pending and pending.delay is not None else 30.0)
         return _reshape_token_response(response, fault, provider.settings)
 
     @app.get(RESOURCE_PATH)

@@ -16,6 +16,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('source_tokens', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('refresh_holder', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('refresh_lease_until', app.models.UTCDateTime(timezone=True), nullable=True))
     with op.batch_alter_table('connection_checks', schema=None) as batch_op:
         batch_op.add_column(sa.Column('attempts', sa.Integer(), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('error_at', app.models.UTCDateTime(timezone=True), nullable=True))
@@ -25,3 +28,6 @@ def downgrade() -> None:
     with op.batch_alter_table('connection_checks', schema=None) as batch_op:
         batch_op.drop_column('error_at')
         batch_op.drop_column('attempts')
+    with op.batch_alter_table('source_tokens', schema=None) as batch_op:
+        batch_op.drop_column('refresh_lease_until')
+        batch_op.drop_column('refresh_holder')
