@@ -401,11 +401,11 @@ class OAuth2Grant:
     def request_token(self, http: requests.Session, timeout: float, now: Callable[[], datetime]) -> IssuedToken:
         """POST to the token endpoint once; the answer or a classified :class:`TokenRequestError`."""
         fields, headers = self.request_parts()
-        body = {"json": fields} if self.request_encoding == "json" else {"data": fields}
+        as_json = self.request_encoding == "json"
         sent_at = now()
         try:
-            response = http.post(self.token_url, **body, headers=headers, timeout=timeout,
-                                 allow_redirects=False)
+            response = http.post(self.token_url, data=None if as_json else fields, json=fields if as_json else None,
+                                 headers=headers, timeout=timeout, allow_redirects=False)
         except requests.RequestException as error:
             raise network_failure(error, "the token endpoint") from None
         with response:
