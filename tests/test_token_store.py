@@ -170,8 +170,9 @@ def test_a_refresh_token_in_an_answer_without_access_token_is_kept(client, app, 
 
 
 def test_a_new_refresh_token_saved_during_a_refresh_wins(client, app, account, servers):
-    """The user reconnects while a refresh is in flight: the refresh holds the source's lock, the
-    user's save waits for it, and the user's token is what stays — never the old grant's rotation."""
+    """The user reconnects while a refresh is in flight: the refresh holds its lease but no lock,
+    so the user's save goes through at once, and the user's token is what stays — the old grant's
+    rotated token is not written over it, nor is the old grant's access token cached."""
     servers.provider.settings.rotate_refresh_tokens = True
     servers.provider.fail_next_token_requests("slow", delay=1.0)
     source_id = oauth_source(client, account, servers)

@@ -26,7 +26,9 @@ Refreshing (one at a time, with a lease; no network call inside a transaction)
     expired, within the same 30-second budget as everything else, then looks again.
 
     The lease lasts ``2 × CONNECT_HTTP_TIMEOUT + 30 s`` (70 s by default): requests applies the
-    timeout to the connection and to each read, so a request normally ends well before. A holder
+    timeout to the connection and to each read, so a request normally ends well before. Its expiry
+    is written and read on each machine's own clock: keep the clocks in sync (NTP), since a skew
+    shortens or lengthens the lease by as much. A holder
     that died is taken over when its lease runs out. A holder whose lease ran out while its request
     was still going (its process stalled, or a provider trickled bytes) may find, when it comes
     back, that another caller took over: then (see ``_settle``)
