@@ -113,7 +113,7 @@ def send_api_request(
     if auth_spec is not card.auth and (auth_spec or {}).get("type") in ("oauth2", "session_token"):
         # The token store caches the tokens of the card's own auth section, one per source and kind.
         raise AuthConfigurationError(f"{card.type}: a request's own auth must be none/basic/bearer/api_key")
-    context = template_context(keyring, source)
+    context = template_context(keyring, source, card)
     store = None
     if (auth_spec or {}).get("type") in ("oauth2", "session_token"):
         store = TokenStore(session_factory, keyring, card, source.id, settings)
