@@ -771,3 +771,37 @@ def test_a_sender_killed_after_claiming_is_replaced_once_its_claim_lapses(hooks_
     delivery = only_delivery(hooks, account, webhook_id)
     assert (delivery["status"], delivery["attempts"]) == ("succeeded", 2)
     assert len(receiver.wait_for(1)) == 1 and receiver.received[0].source_id == 96
+
+
+def test_an_event_emitted_while_its_endpoint_is_being_deleted_fails_neither(hooks_app, hooks, account, receiver):
+    """PostgreSQL: the endpoint's DELETE is open when a change emits an event. The emitter waits for
+    it, then finds no endpoint; without waiting it would insert a delivery whose foreign key fails
+    once the DELETE commits, and the change that emitted would fail with it."""
+    if db.get_db(hooks_app).engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: the two cannot overlap")
+    from sqlalchemy import delete, text
+
+    from app.webhooks.models import WebhookEndpoint
+
+    webhook_id, _ = register(hooks, account, receiver.url)
+    outcome: list[object] = []
+
+    def emitter() -> None:
+        try:
+            outcome.append(emit_events(hooks_app, account.id, created(97)))
+        except Exception as error:  # reported below, in the test's thread
+            outcome.append(error)
+
+    with db.get_db(hooks_app).Session() as deleting:
+        deleting.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == webhook_id))
+        thread = threading.Thread(target=emitter)
+        thread.start()
+        deadline = time.monotonic() + 30
+        with db.get_db(hooks_app).engine.connect() as probe:
+            while not probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                assert time.monotonic() < deadline, "the emitter never waited for the DELETE"
+                assert thread.is_alive(), outcome
+                time.sleep(0.02)
+        deleting.commit()
+    thread.join(timeout=30)
+    assert outcome == [[None]]  # no endpoint any more: nothing to deliver, and no error

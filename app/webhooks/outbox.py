@@ -32,8 +32,11 @@ from ..models import utcnow
 from .events import event_data, subscribed
 from .models import PENDING, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
+# FOR KEY SHARE (PostgreSQL): an endpoint being deleted meanwhile is either gone before this reads it,
+# or waits for this transaction to commit and then takes the new deliveries with it. Without the lock,
+# the delivery's foreign key would fail and take the caller's change down with it.
 _ENDPOINTS_OF = select(WebhookEndpoint.id, WebhookEndpoint.events).where(
-    WebhookEndpoint.account_id == bindparam("account_id"))
+    WebhookEndpoint.account_id == bindparam("account_id")).with_for_update(read=True, key_share=True)
 _INSERT_EVENT = insert(WebhookEvent).returning(WebhookEvent.id)
 _INSERT_DELIVERY = insert(WebhookDelivery)
 

@@ -90,7 +90,9 @@ def create_endpoint(session: Session, keyring: Keyring, runtime: WebhookRuntime,
 def _own_endpoint(session: Session, account_id: int, webhook_id: int, *, lock: bool = False) -> WebhookEndpoint:
     query = select(WebhookEndpoint).where(WebhookEndpoint.id == webhook_id,
                                           WebhookEndpoint.account_id == account_id)
-    endpoint = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    # FOR NO KEY UPDATE: the endpoint's own row changes, but not its key, so transactions emitting
+    # events to it (which hold FOR KEY SHARE, app/webhooks/outbox.py) need not wait for this one.
+    endpoint = session.scalars(query.with_for_update(key_share=True) if lock else query).one_or_none()
     if endpoint is None:
         raise NotFound(f"webhook {webhook_id} not found")
     return endpoint
@@ -109,8 +111,8 @@ def get_endpoint(session: Session, account_id: int, webhook_id: int) -> WebhookE
 
 def update_endpoint(session: Session, runtime: WebhookRuntime, account_id: int, webhook_id: int,
                     body: dict[str, Any]) -> WebhookEndpoint:
-    """Set the given fields (``description: null`` clears it). Deliveries already made keep the
-    URL and events they were made for: a new URL receives what is still to be sent."""
+    """Set the given fields (``description: null`` clears it). A new URL also receives what is
+    still to be sent; new events apply to events emitted from now on."""
     if "url" in body:
         _checked_url(runtime, body["url"])
     with begin_write(session):
