@@ -805,3 +805,21 @@ def test_an_event_emitted_while_its_endpoint_is_being_deleted_fails_neither(hook
         deleting.commit()
     thread.join(timeout=30)
     assert outcome == [[None]]  # no endpoint any more: nothing to deliver, and no error
+
+
+def test_an_idle_poll_takes_no_write_lock(hooks_app, hooks, account, receiver):
+    """SQLite: a worker polling with nothing due must not queue behind (or hold up) writers."""
+    if db.get_db(hooks_app).engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL claims with row locks only")
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    register(hooks, account, receiver.url)
+    writer = sqlite3.connect(make_url(hooks_app.config["DATABASE_URL"]).database, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        assert run_deliveries(hooks_app) == 0
+    finally:
+        writer.rollback()
+        writer.close()

@@ -78,6 +78,10 @@ _DUE = (select(WebhookDelivery.id, WebhookDelivery.endpoint_id, WebhookDelivery.
         .with_for_update(skip_locked=True, of=WebhookDelivery))
 
 
+_ANY_DUE = select(WebhookDelivery.id).where(
+    WebhookDelivery.status.in_(UNFINISHED), WebhookDelivery.next_attempt_at <= bindparam("now")).limit(1)
+
+
 @dataclass(frozen=True)
 class Claimed:
     """One claimed delivery, with all the sender needs (the secrets still sealed)."""
@@ -121,6 +125,11 @@ def run_deliveries(app: Flask, limit: int = 10) -> int:
 def claim_due(make_session: sessionmaker[Session], runtime: WebhookRuntime, limit: int) -> list[Claimed]:
     now = runtime.clock()
     token = uuid.uuid4().hex
+    with make_session() as session:
+        # A plain read first: an idle worker polls often, and on SQLite a claim takes the write lock.
+        with session.begin():
+            if session.execute(_ANY_DUE, {"now": now}).first() is None:
+                return []
     with make_session() as session, begin_write(session):
         rows = session.execute(_DUE, {"now": now, "limit": limit}).all()
         if not rows:
