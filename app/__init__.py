@@ -19,6 +19,7 @@ from . import (
     request_checks,
     secrets_store,
     security_headers,
+    webhooks,
 )
 from .config import default_database_url, settings_from_environment
 from .errors import register_error_handlers
@@ -47,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     discovery.init_app(app)
     crypto.init_app(app)
     secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here
+    webhooks.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it counts by g.principal
     request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter
@@ -62,8 +64,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .oauth.routes import blueprint as oauth_routes
     from .source_types.routes import blueprint as source_types
     from .sources.routes import blueprint as sources
+    from .webhooks.routes import blueprint as webhook_routes
 
-    for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions):
+    for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions, webhook_routes):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(connect_page)
