@@ -1044,6 +1044,10 @@ SINGER_TAPS: dict[str, str] = {
 }
 
 SINGER_EXECUTABLES: dict[str, str] = {}
+# Taps that import pkg_resources without requiring setuptools (it came with every virtual
+# environment once; setuptools 81 and later no longer ship it), found by scripts/tap_coverage.py.
+OLD_SETUPTOOLS = "setuptools<81"
+SINGER_EXTRA_REQUIREMENTS: dict[str, list[str]] = {}
 STITCH_SCHEDULING = ("anchor_time", "cron_expression", "frequency_in_minutes", "image_version")
 DEFAULT_TAP_COVERAGE = REPO_ROOT / "docs" / "tap-coverage.json"
 
@@ -1057,6 +1061,8 @@ def singer_section(card: dict[str, Any], requirement: str, coverage: dict[str, A
         "executable": SINGER_EXECUTABLES.get(card["type"], package),
         "capabilities": ["discover"],
     }
+    if card["type"] in SINGER_EXTRA_REQUIREMENTS:
+        section["extra_requirements"] = SINGER_EXTRA_REQUIREMENTS[card["type"]]
     dropped = [name for name in STITCH_SCHEDULING if name in names]
     if dropped:
         section["config"] = {"drop": dropped}

@@ -151,6 +151,11 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
             render(value, SYSTEM_VALUES_CONTEXT)
         except TemplateProblem as error:
             problems.append(CatalogProblem(file, f"$.system_values.{name}", f"template: {error}"))
+    if document.get("singer") is not None:
+        from ..connectors.singer.spec import problems as singer_problems
+
+        problems += [CatalogProblem(file, path, reason)
+                     for path, reason in singer_problems(document["singer"], set(seen_names))]
     oauth = document.get("oauth")
     if oauth:
         if "oauth" not in step_types:

@@ -107,7 +107,7 @@ class TapEnvironments:
             previous = self._manifest(source_type)
             environment = home / f"env-{time.time_ns()}"
             try:
-                installer = self._create(environment, spec.requirement)
+                installer = self._create(environment, [spec.requirement, *spec.extra_requirements])
                 tap = self._describe(source_type, spec, environment, installer)
             except BaseException:
                 shutil.rmtree(environment, ignore_errors=True)
@@ -136,15 +136,15 @@ class TapEnvironments:
                                        "requirement": tap.requirement if tap else None})
         return tap is not None
 
-    def _create(self, environment: Path, requirement: str) -> str:
+    def _create(self, environment: Path, requirements: list[str]) -> str:
         if self._uv:
             self._run([self._uv, "venv", "--quiet", "--python", self.python, str(environment)])
             self._run([self._uv, "pip", "install", "--quiet", "--python", str(environment / "bin" / "python"),
-                       requirement])
+                       *requirements])
             return self.installer_version()
         self._run([self.python, "-m", "venv", str(environment)])
         self._run([str(environment / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                   "--disable-pip-version-check", requirement])
+                   "--disable-pip-version-check", *requirements])
         return "pip"
 
     def _run(self, command: list[str]) -> str:

@@ -4,6 +4,7 @@ The section (``connector: "singer"``) says which tap checks and discovers source
 
     "singer": {
       "requirement": "tap-hubspot>=4.5,<5",      # a PEP 508 requirement: a pin, a range or name @ URL
+      "extra_requirements": ["setuptools<81"],   # optional: installed with it (what an old tap forgot)
       "executable": "tap-hubspot",               # the console script the requirement installs
       "capabilities": ["discover", "test"],      # discover (always), test (SDK --test), about (--about)
       "config": {                                # how the source's properties become the tap's config
@@ -36,8 +37,8 @@ from packaging.utils import canonicalize_name
 CAPABILITIES = ("discover", "test", "about")
 CONFIG_TYPES = ("integer", "number", "boolean", "string", "json")
 LIMIT_KEYS = ("timeout_seconds", "max_output_bytes", "max_memory_bytes")
-SECTION_KEYS = ("requirement", "executable", "capabilities", "config", "limits", "installable",
-                "not_installable_reason")
+SECTION_KEYS = ("requirement", "extra_requirements", "executable", "capabilities", "config", "limits",
+                "installable", "not_installable_reason")
 CONFIG_KEYS = ("rename", "drop", "fixed", "types")
 _EXECUTABLE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -69,6 +70,7 @@ class LimitOverrides:
 class SingerSpec:
     requirement: str
     package: str  # the requirement's distribution name, canonical (``tap-hubspot``)
+    extra_requirements: tuple[str, ...]
     executable: str
     capabilities: frozenset[str]
     config: ConfigMapping
@@ -98,7 +100,13 @@ def problems(section: Any, property_names: Collection[str] | None = None) -> lis
     for key in section:
         if key not in SECTION_KEYS:
             found.append((f"$.singer.{key}", f"unknown key (allowed: {', '.join(SECTION_KEYS)})"))
-    found += _requirement_problems(section.get("requirement"))
+    found += _requirement_problems(section.get("requirement"), "$.singer.requirement")
+    extras = section.get("extra_requirements", [])
+    if not isinstance(extras, list | tuple):
+        found.append(("$.singer.extra_requirements", "must be a list of pip requirements"))
+    else:
+        for index, extra in enumerate(extras):
+            found += _requirement_problems(extra, f"$.singer.extra_requirements[{index}]")
     executable = section.get("executable")
     if not isinstance(executable, str) or not executable or not set(executable) <= _EXECUTABLE_CHARACTERS:
         found.append(("$.singer.executable", "must be the name of a console script (letters, digits, . _ -)"))
@@ -116,15 +124,15 @@ def problems(section: Any, property_names: Collection[str] | None = None) -> lis
     return found
 
 
-def _requirement_problems(requirement: Any) -> list[tuple[str, str]]:
+def _requirement_problems(requirement: Any, path: str) -> list[tuple[str, str]]:
     if not isinstance(requirement, str) or not requirement.strip():
-        return [("$.singer.requirement", "must be a pip requirement such as \"tap-hubspot>=4.5,<5\"")]
+        return [(path, "must be a pip requirement such as \"tap-hubspot>=4.5,<5\"")]
     try:
         parsed = Requirement(requirement)
     except InvalidRequirement as error:
-        return [("$.singer.requirement", f"not a valid requirement: {error}")]
+        return [(path, f"not a valid requirement: {error}")]
     if parsed.marker is not None:
-        return [("$.singer.requirement", "environment markers are not allowed (the tap always installs)")]
+        return [(path, "environment markers are not allowed (the tap always installs)")]
     return []
 
 
@@ -193,6 +201,7 @@ def parse_spec(section: Mapping[str, Any]) -> SingerSpec:
     return SingerSpec(
         requirement=section["requirement"],
         package=canonicalize_name(Requirement(section["requirement"]).name),
+        extra_requirements=tuple(section.get("extra_requirements", ())),
         executable=section["executable"],
         capabilities=frozenset(section.get("capabilities", ["discover"])),
         config=ConfigMapping(
