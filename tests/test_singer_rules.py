@@ -181,3 +181,19 @@ def test_the_hand_off_writes_effective_selections_and_replication_choices() -> N
         ["id"], "INCREMENTAL", "updated")
     assert orders["metadata"][0]["metadata"]["selected"] is False
     assert discovered[0]["metadata"].get("selected") is None  # the stored metadata is not changed
+
+
+def test_the_taps_other_entry_keys_go_back_with_the_users_replication_choice_over_them() -> None:
+    raw = {"streams": [{"tap_stream_id": "public-items", "stream": "public-items", "table_name": "items",
+                        "replication_method": "", "is_view": False, "key_properties": ["id"], "schema": {},
+                        "metadata": [{"breadcrumb": [], "metadata": {"valid-replication-keys": ["u"]}}]}]}
+    [stream] = parse_catalog(raw)
+    assert stream.extra == {"table_name": "items", "replication_method": "", "is_view": False, "key_properties": ["id"]}
+    untouched = selected_catalog([StoredStream(stream.tap_stream_id, stream.stream_name, stream.schema,
+                                               list(stream.metadata), {}, stream.extra)])
+    assert {k: v for k, v in untouched["streams"][0].items() if k != "metadata"} == {
+        **{k: v for k, v in raw["streams"][0].items() if k != "metadata"}}
+    chosen = selected_catalog([StoredStream(stream.tap_stream_id, stream.stream_name, stream.schema,
+                                            list(stream.metadata), {"[]": {"replication-method": "FULL_TABLE"}},
+                                            stream.extra)])
+    assert chosen["streams"][0]["replication_method"] == "FULL_TABLE"

@@ -10,18 +10,25 @@ needs it. Anything that is not a catalog raises :class:`CatalogInvalid` saying w
 The hand-off (:func:`selected_catalog`): the stored streams with the user's selections written into
 their metadata — the effective ``selected`` on every breadcrumb (app/discovery/catalog.py holds
 the one rule) plus ``replication-method`` and ``replication-key`` where the user chose them —
-which is exactly what ``tap --config … --catalog …`` takes.
+which is exactly what ``tap --config … --catalog …`` takes. The tap's other keys of each entry
+(``extra``: ``table_name``, ``replication_method`` …) go back as the tap wrote them, except that
+the user's replication choices replace ``replication_method`` / ``replication_key``; some taps
+(meltanolabs-tap-postgres) refuse a catalog without them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...discovery.catalog import merged_metadata
 from ..base import DiscoveredStream
+
+# The keys of a catalog entry a DiscoveredStream holds in fields of its own; any other key of the
+# tap's entry is kept in ``extra`` and handed back.
+STANDARD_KEYS = ("tap_stream_id", "stream", "schema", "metadata")
 
 
 class CatalogInvalid(ValueError):
@@ -79,8 +86,9 @@ def _stream(entry: Any, where: str) -> DiscoveredStream:
         metadata = standard_metadata(schema, entry.get("key_properties"))
     else:
         metadata = _metadata(raw_metadata, f"{where}.metadata")
+    extra = {key: value for key, value in entry.items() if key not in STANDARD_KEYS}
     return DiscoveredStream(tap_stream_id=tap_stream_id, stream_name=name, schema=dict(schema),
-                            metadata=tuple(metadata))
+                            metadata=tuple(metadata), extra=extra)
 
 
 def _metadata(raw: Any, where: str) -> list[dict[str, Any]]:
@@ -121,6 +129,7 @@ class StoredStream:
     schema: Mapping[str, Any]
     discovered_metadata: list[dict[str, Any]]
     selections: Mapping[str, Any]
+    extra: Mapping[str, Any] = field(default_factory=dict)  # DiscoveredStream.extra
 
 
 def selected_catalog(streams: Iterable[StoredStream]) -> dict[str, Any]:
@@ -129,10 +138,10 @@ def selected_catalog(streams: Iterable[StoredStream]) -> dict[str, Any]:
     for stream in streams:
         metadata = merged_metadata(stream.discovered_metadata, stream.selections)
         stream_level = next(e["metadata"] for e in metadata if e["breadcrumb"] == [])
-        entry: dict[str, Any] = {"tap_stream_id": stream.tap_stream_id, "stream": stream.stream_name,
-                                 "schema": dict(stream.schema), "metadata": metadata}
+        entry: dict[str, Any] = {**stream.extra, "tap_stream_id": stream.tap_stream_id,
+                                 "stream": stream.stream_name, "schema": dict(stream.schema), "metadata": metadata}
         keys = stream_level.get("table-key-properties")
-        if isinstance(keys, list):
+        if isinstance(keys, list) and "key_properties" not in entry:
             entry["key_properties"] = keys
         if stream_level.get("replication-method"):
             entry["replication_method"] = stream_level["replication-method"]
