@@ -5,12 +5,17 @@ from __future__ import annotations
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from .config import settings_from_environment
+
+if TYPE_CHECKING:
+    from .connectors.singer.environments import InstalledTap, TapEnvironments, TapInstallError
+    from .connectors.singer.spec import SingerSpec
 
 
 @click.group("connect")
@@ -151,14 +156,14 @@ def taps() -> None:
     environment per source type under CONNECT_TAPS_DIR, default instance/taps/)."""
 
 
-def _tap_environments():  # type: ignore[no-untyped-def]
+def _tap_environments() -> TapEnvironments:
     from .connectors.singer.environments import TapEnvironments
 
     root = current_app.config.get("TAPS_DIR") or Path(current_app.instance_path) / "taps"
     return TapEnvironments(root)
 
 
-def _declared_specs(types: tuple[str, ...], every: bool) -> dict:  # type: ignore[type-arg]
+def _declared_specs(types: tuple[str, ...], every: bool) -> dict[str, SingerSpec]:
     """The singer specs of the named types (or of every type with an installable tap)."""
     from .catalog import get_catalog
     from .connectors.singer.spec import parse_spec
@@ -199,7 +204,7 @@ def taps_install(types: tuple[str, ...], every: bool, jobs: int) -> None:
                        f"({spec.not_installable_reason}); trying anyway", err=True)
     failed = 0
 
-    def install(item):  # type: ignore[no-untyped-def]
+    def install(item: tuple[str, SingerSpec]) -> tuple[str, InstalledTap | None, TapInstallError | None]:
         source_type, spec = item
         try:
             return source_type, environments.install(source_type, spec), None
@@ -210,7 +215,7 @@ def taps_install(types: tuple[str, ...], every: bool, jobs: int) -> None:
         for source_type, tap, error in pool.map(install, specs.items()):
             if tap is not None:
                 click.echo(f"{source_type}: installed {tap.package} {tap.version} in {tap.environment}")
-            else:
+            elif error is not None:
                 failed += 1
                 click.echo(f"{source_type}: FAILED: {error}\n{error.output}", err=True)
     click.echo(f"{len(specs) - failed} installed, {failed} failed")

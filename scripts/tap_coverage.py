@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out_json = args.out / "tap-coverage.json"
     previous = json.loads(out_json.read_text())["types"] if out_json.exists() and args.types else {}
-    report = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    report: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "python": platform.python_version(), "installer": environments.installer_version(),
               "types": dict(sorted({**previous, **results}.items()))}
     args.out.mkdir(parents=True, exist_ok=True)
