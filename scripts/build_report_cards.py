@@ -1049,6 +1049,11 @@ SINGER_EXECUTABLES: dict[str, str] = {}
 OLD_SETUPTOOLS = "setuptools<81"
 SINGER_EXTRA_REQUIREMENTS: dict[str, list[str]] = {}
 STITCH_SCHEDULING = ("anchor_time", "cron_expression", "frequency_in_minutes", "image_version")
+# Properties that name where a tap connects (a host, or a URL); the connector checks their values
+# against the deployment's network rules before the tap runs.
+SINGER_HOST_PROPERTIES = ("host", "ssh_host", "domain")
+SINGER_URL_PROPERTIES = ("base_url", "api_url", "instance_url", "auth_base_url", "qb_url", "organization_uri",
+                         "cluster_api_endpoint")
 DEFAULT_TAP_COVERAGE = REPO_ROOT / "docs" / "tap-coverage.json"
 
 
@@ -1066,6 +1071,10 @@ def singer_section(card: dict[str, Any], requirement: str, coverage: dict[str, A
     dropped = [name for name in STITCH_SCHEDULING if name in names]
     if dropped:
         section["config"] = {"drop": dropped}
+    network = {"hosts": [n for n in SINGER_HOST_PROPERTIES if n in names],
+               "urls": [n for n in SINGER_URL_PROPERTIES if n in names]}
+    if network["hosts"] or network["urls"]:
+        section["network"] = {key: value for key, value in network.items() if value}
     result = coverage.get(card["type"])
     if result is not None and not result.get("counted", False):
         section["installable"] = False

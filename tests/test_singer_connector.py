@@ -18,6 +18,7 @@ import pytest
 
 from app.connectors.base import ConnectorFailure, DiscoveredStream
 from app.connectors.singer.catalog import StoredStream, selected_catalog
+from app.connectors.singer.connector import SingerConnector
 from app.connectors.singer.environments import TapEnvironments
 from app.connectors.singer.runner import RunLimits, TapMissing, run_tap
 from app.connectors.singer.spec import parse_spec
@@ -285,3 +286,22 @@ def test_not_installable_taps_are_not_configurable(taps: TapEnvironments) -> Non
     card = fake_card(FAKE_TYPE, installable=False, not_installable_reason="needs Python 2")
     availability = connector(taps).availability(card)
     assert not availability.configurable and "needs Python 2" in availability.reason
+
+
+def test_an_address_the_network_rules_refuse_never_reaches_the_tap(taps: TapEnvironments, tmp_path: Path) -> None:
+    runs_file = tmp_path / "runs"
+    card = fake_card(network={"hosts": ["username"], "urls": ["mode"]})
+    asked: list[str] = []
+
+    def check_address(host: str) -> str | None:
+        asked.append(host)
+        return "a cloud metadata address" if host == "169.254.169.254" else None
+
+    singer = SingerConnector(taps, RunLimits(timeout=20), check_address=check_address)
+    refused = target(card, {"username": "169.254.169.254:80", "password": "p", "runs_file": str(runs_file)})
+    failure = failure_of(singer.check, refused)
+    assert (failure.error_type, failure.fixed_by) == ("address_not_allowed", "user")
+    assert "'username'" in failure.message and not runs(runs_file)
+
+    singer.check(target(card, {"username": "db.example", "mode": "ok", "password": "p"}))
+    assert asked == ["169.254.169.254", "db.example", "ok"]

@@ -18,6 +18,7 @@ from app.connectors.singer.catalog import (
     selected_catalog,
 )
 from app.connectors.singer.config import ConfigConversionError, config_changes, tap_config
+from app.connectors.singer.connector import host_of
 from app.connectors.singer.spec import SpecError, parse_spec, problems
 
 from .singer_support import singer_document
@@ -56,6 +57,8 @@ def test_a_good_section_parses_into_a_frozen_spec() -> None:
     ({"limits": {"patience": 3}}, "$.singer.limits.patience", "unknown limit"),
     ({"installable": False}, "$.singer.not_installable_reason", "say why"),
     ({"surprise": 1}, "$.singer.surprise", "unknown key"),
+    ({"network": {"hosts": "host"}}, "$.singer.network.hosts", "list of property names"),
+    ({"network": {"ports": []}}, "$.singer.network.ports", "unknown key"),
 ])
 def test_each_problem_of_a_section_names_its_path(change: dict, path: str, words: str) -> None:
     found = problems({**GOOD, **change})
@@ -65,7 +68,9 @@ def test_each_problem_of_a_section_names_its_path(change: dict, path: str, words
 
 
 def test_mappings_must_name_properties_the_card_has() -> None:
-    found = problems({**GOOD, "config": {"rename": {"api_kee": "token"}, "drop": ["nope"]}}, {"api_key"})
+    found = problems({**GOOD, "config": {"rename": {"api_kee": "token"}, "drop": ["nope"]},
+                      "network": {"urls": ["api_url"]}}, {"api_key"})
+    assert ("$.singer.network.urls[0]", "no property 'api_url' in this card") in found
     assert ("$.singer.config.rename.api_kee", "no property 'api_kee' in this card") in found
     assert ("$.singer.config.drop[0]", "no property 'nope' in this card") in found
 
@@ -197,3 +202,10 @@ def test_the_taps_other_entry_keys_go_back_with_the_users_replication_choice_ove
                                             list(stream.metadata), {"[]": {"replication-method": "FULL_TABLE"}},
                                             stream.extra)])
     assert chosen["streams"][0]["replication_method"] == "FULL_TABLE"
+
+
+@pytest.mark.parametrize("value, host", [("db.example", "db.example"), ("db.example:5432", "db.example"),
+                                         ("https://API.example/v1?x=1", "api.example"), ("[::1]:80", "::1"),
+                                         ("http://user:pw@10.0.0.1/", "10.0.0.1"), ("", None), ("http://[x", None)])
+def test_the_host_a_network_property_names(value: str, host: str | None) -> None:
+    assert host_of(value) == host

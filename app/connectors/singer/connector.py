@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ... import redaction
 from ..base import Availability, ConnectorFailure, DiscoveredStream, SourceTarget
@@ -61,6 +62,10 @@ class ConfigChange:
 
 
 ConfigChangeSink = Callable[[ConfigChange], None]
+# A host name or address a tap is about to connect to -> why the deployment refuses it, or None.
+# The deployment's network rules (no cloud metadata, no private ranges unless allowed) are wired
+# here; the tap resolves names itself, so this is a check before the run, not a fence around it.
+AddressCheck = Callable[[str], str | None]
 
 
 @lru_cache(maxsize=2048)
@@ -92,23 +97,25 @@ class SingerConnector:
     kind = "singer"
 
     def __init__(self, environments: TapEnvironments, limits: RunLimits, *,
-                 on_config_change: ConfigChangeSink | None = None) -> None:
+                 on_config_change: ConfigChangeSink | None = None, check_address: AddressCheck | None = None) -> None:
         self.environments = environments
         self.limits = limits
         self.on_config_change = on_config_change
+        self.check_address = check_address
         self._catalogs: OrderedDict[tuple[int, int], list[DiscoveredStream]] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], instance_path: str, *,
-                    on_config_change: ConfigChangeSink | None = None) -> SingerConnector:
+                    on_config_change: ConfigChangeSink | None = None,
+                    check_address: AddressCheck | None = None) -> SingerConnector:
         """Built from the app's settings (``CONNECT_TAPS_DIR``, ``CONNECT_TAP_*``)."""
         root = config.get("TAPS_DIR") or Path(instance_path) / "taps"
         memory_mb = int(config.get("TAP_MAX_MEMORY_MB", 2048))
         limits = RunLimits(timeout=float(config.get("TAP_TIMEOUT", 300.0)),
                            max_output_bytes=int(config.get("TAP_MAX_OUTPUT_BYTES", 64 * 1024 * 1024)),
                            max_memory_bytes=memory_mb * 1024 * 1024 if memory_mb > 0 else None)
-        return cls(TapEnvironments(root), limits, on_config_change=on_config_change)
+        return cls(TapEnvironments(root), limits, on_config_change=on_config_change, check_address=check_address)
 
     def availability(self, card: ReportCard) -> Availability:
         try:
@@ -158,6 +165,7 @@ class SingerConnector:
 
     def _run(self, target: SourceTarget, spec: SingerSpec, tap: InstalledTap, arguments: list[str]) -> TapRun:
         """One run of the tap for the target; a failed run raises, after its config changes are handed on."""
+        self._check_addresses(target, spec)
         try:
             config = tap_config(spec.config, target.properties)
         except ConfigConversionError as error:
@@ -172,6 +180,22 @@ class SingerConnector:
         if not run.succeeded:
             raise run_failure(run, f"{spec.executable} {' '.join(arguments)}")
         return run
+
+    def _check_addresses(self, target: SourceTarget, spec: SingerSpec) -> None:
+        """Refuse to run a tap pointed at an address the deployment's network rules forbid."""
+        if self.check_address is None:
+            return
+        for name in (*spec.network.hosts, *spec.network.urls):
+            value = target.properties.get(name)
+            if value is None or value == "":
+                continue
+            host = host_of(str(value))
+            if host is None:
+                raise ConnectorFailure("invalid_configuration", f"property {name!r} names no host", fixed_by="user")
+            refusal = self.check_address(host)
+            if refusal is not None:
+                raise ConnectorFailure("address_not_allowed", f"property {name!r} names an address this "
+                                       f"deployment does not connect to: {refusal}", fixed_by="user")
 
     def _limits_for(self, spec: SingerSpec) -> RunLimits:
         own = spec.limits
@@ -198,6 +222,16 @@ class SingerConnector:
                 "source_id": target.source_id, "keys": sorted(changes)})
             return
         self.on_config_change(change)
+
+
+def host_of(value: str) -> str | None:
+    """The host a host or URL property names (``db.example:5432``, ``https://x.example/api``)."""
+    text = value.strip()
+    try:
+        host = urlsplit(text if "://" in text else f"//{text}").hostname
+    except ValueError:
+        return None
+    return host or None
 
 
 def _secret_values(target: SourceTarget) -> list[str]:

@@ -13,6 +13,7 @@ The section (``connector: "singer"``) says which tap checks and discovers source
         "fixed": {"user_agent": "connect"},      #   values added whatever the source holds (they win)
         "types": {"port": "integer"}             #   config key -> integer | number | boolean | string | json
       },
+      "network": {"hosts": ["host"], "urls": ["api_url"]},  # properties naming where the tap connects
       "limits": {"timeout_seconds": 600, "max_output_bytes": 67108864, "max_memory_bytes": 2147483648},
       "installable": false,                      # optional: the tap cannot be installed or started here …
       "not_installable_reason": "…"              # … and why (docs/tap-coverage.md)
@@ -37,8 +38,9 @@ from packaging.utils import canonicalize_name
 CAPABILITIES = ("discover", "test", "about")
 CONFIG_TYPES = ("integer", "number", "boolean", "string", "json")
 LIMIT_KEYS = ("timeout_seconds", "max_output_bytes", "max_memory_bytes")
-SECTION_KEYS = ("requirement", "extra_requirements", "executable", "capabilities", "config", "limits",
-                "installable", "not_installable_reason")
+SECTION_KEYS = ("requirement", "extra_requirements", "executable", "capabilities", "config", "network",
+                "limits", "installable", "not_installable_reason")
+NETWORK_KEYS = ("hosts", "urls")
 CONFIG_KEYS = ("rename", "drop", "fixed", "types")
 _EXECUTABLE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -55,6 +57,15 @@ class ConfigMapping:
     def property_for(self, config_key: str) -> str:
         """The property a config key comes from (the inverse of ``rename``)."""
         return next((name for name, key in self.rename.items() if key == config_key), config_key)
+
+
+@dataclass(frozen=True)
+class NetworkProperties:
+    """The properties that name where the tap connects: a host name or address, or a URL. Their
+    values pass the deployment's network rules before the tap runs."""
+
+    hosts: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class SingerSpec:
     capabilities: frozenset[str]
     config: ConfigMapping
     limits: LimitOverrides
+    network: NetworkProperties = NetworkProperties()
     installable: bool = True
     not_installable_reason: str | None = None
 
@@ -112,6 +124,7 @@ def problems(section: Any, property_names: Collection[str] | None = None) -> lis
         found.append(("$.singer.executable", "must be the name of a console script (letters, digits, . _ -)"))
     found += _capability_problems(section.get("capabilities", ["discover"]))
     found += _config_problems(section.get("config", {}), property_names)
+    found += _network_problems(section.get("network", {}), property_names)
     found += _limit_problems(section.get("limits", {}))
     installable = section.get("installable", True)
     if not isinstance(installable, bool):
@@ -177,6 +190,21 @@ def _config_problems(config: Any, property_names: Collection[str] | None) -> lis
     return found
 
 
+def _network_problems(network: Any, property_names: Collection[str] | None) -> list[tuple[str, str]]:
+    if not isinstance(network, Mapping):
+        return [("$.singer.network", "must be an object")]
+    found = [(f"$.singer.network.{key}", f"unknown key (allowed: {', '.join(NETWORK_KEYS)})")
+             for key in network if key not in NETWORK_KEYS]
+    for key in NETWORK_KEYS:
+        names = network.get(key, [])
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            found.append((f"$.singer.network.{key}", "must be a list of property names"))
+        elif property_names is not None:
+            found += [(f"$.singer.network.{key}[{i}]", f"no property {name!r} in this card")
+                      for i, name in enumerate(names) if name not in property_names]
+    return found
+
+
 def _limit_problems(limits: Any) -> list[tuple[str, str]]:
     if not isinstance(limits, Mapping):
         return [("$.singer.limits", "must be an object")]
@@ -210,6 +238,8 @@ def parse_spec(section: Mapping[str, Any]) -> SingerSpec:
             fixed=MappingProxyType(json.loads(json.dumps(_plain(config.get("fixed", {}))))),
             types=MappingProxyType(dict(config.get("types", {}))),
         ),
+        network=NetworkProperties(hosts=tuple(section.get("network", {}).get("hosts", ())),
+                                  urls=tuple(section.get("network", {}).get("urls", ()))),
         limits=LimitOverrides(
             timeout_seconds=_optional_float(limits.get("timeout_seconds")),
             max_output_bytes=limits.get("max_output_bytes"),
