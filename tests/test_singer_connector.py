@@ -185,7 +185,7 @@ def test_a_password_in_stderr_is_redacted_everywhere(taps: TapEnvironments, capl
     assert (failure.error_type, failure.fixed_by) == ("tap_failed", "time")
     for text in (failure.message, failure.operator_detail, str(failure), json.dumps(failure.error), caplog.text):
         assert password not in text
-    assert f"login with password {MASK} went wrong" in failure.operator_detail
+    assert "RuntimeError: login with" in failure.operator_detail and MASK in failure.operator_detail
 
 
 @pytest.mark.parametrize("mode, reason", [("malformed", "not JSON"), ("not_a_catalog", "no \"streams\" list")])
