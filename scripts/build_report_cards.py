@@ -989,7 +989,10 @@ SINGER_TAPS: dict[str, str] = {
     "platform.pepperjam": "tap-pepperjam>=1.0.1,<2",  # 2023-11
     "platform.pipedrive": "tap-pipedrive>=2.1.0,<3",  # 2026-05
     "platform.platformpurple": "tap-platformpurple>=1.1.0,<2",  # 2019-07
-    "platform.postgres": "tap-postgres>=0.2.1,<0.3",  # 2021-11
+    # singer-io's tap-postgres 0.2.1 (2021-11) does not build here (scripts/tap_coverage.py);
+    # PipelineWise's fork of it takes the same config (dbname, filter_dbs, debug_lsn, itersize,
+    # logical_poll_total_seconds …) and installs psycopg2-binary.
+    "platform.postgres": "pipelinewise-tap-postgres>=2.1.0,<3",  # 2023-05
     "platform.quickbase": "tap-quickbase>=3.0.1,<4",  # 2026-06
     "platform.quickbooks": "tap-quickbooks>=2.5.0,<3",  # 2026-06
     "platform.recharge": "tap-recharge>=3.0.1,<4",  # 2026-06
@@ -1043,11 +1046,17 @@ SINGER_TAPS: dict[str, str] = {
     "platform.zuora": "tap-zuora>=1.6.1,<2",  # 2026-06
 }
 
-SINGER_EXECUTABLES: dict[str, str] = {}
+SINGER_EXECUTABLES: dict[str, str] = {"platform.postgres": "tap-postgres"}
 # Taps that import pkg_resources without requiring setuptools (it came with every virtual
 # environment once; setuptools 81 and later no longer ship it), found by scripts/tap_coverage.py.
 OLD_SETUPTOOLS = "setuptools<81"
-SINGER_EXTRA_REQUIREMENTS: dict[str, list[str]] = {}
+SINGER_EXTRA_REQUIREMENTS: dict[str, list[str]] = {
+    "platform.bing-ads": [OLD_SETUPTOOLS],
+    "platform.nikabot": [OLD_SETUPTOOLS],
+    "platform.typo": [OLD_SETUPTOOLS],
+    # Imported by the tap, declared by none of its requirements.
+    "platform.xero": ["six"],
+}
 STITCH_SCHEDULING = ("anchor_time", "cron_expression", "frequency_in_minutes", "image_version")
 # Properties that name where a tap connects (a host, or a URL); the connector checks their values
 # against the deployment's network rules before the tap runs.
@@ -1055,6 +1064,13 @@ SINGER_HOST_PROPERTIES = ("host", "ssh_host", "domain")
 SINGER_URL_PROPERTIES = ("base_url", "api_url", "instance_url", "auth_base_url", "qb_url", "organization_uri",
                          "cluster_api_endpoint")
 DEFAULT_TAP_COVERAGE = REPO_ROOT / "docs" / "tap-coverage.json"
+
+
+def card_reason(reason: str) -> str:
+    """A coverage reason fit for a card: without this machine's paths, at most 200 characters."""
+    reason = re.sub(r" ?\((?:/[^)]*)\)", "", reason)
+    reason = re.sub(r"'/[^']*/([^/']+)'", r"'\1'", reason)
+    return reason if len(reason) <= 200 else reason[:199] + "…"
 
 
 def singer_section(card: dict[str, Any], requirement: str, coverage: dict[str, Any]) -> dict[str, Any]:
@@ -1078,7 +1094,7 @@ def singer_section(card: dict[str, Any], requirement: str, coverage: dict[str, A
     result = coverage.get(card["type"])
     if result is not None and not result.get("counted", False):
         section["installable"] = False
-        section["not_installable_reason"] = result.get("reason") or "did not install or start here"
+        section["not_installable_reason"] = card_reason(result.get("reason") or "did not install or start here")
     return section
 
 

@@ -209,3 +209,12 @@ def test_the_taps_other_entry_keys_go_back_with_the_users_replication_choice_ove
                                          ("http://user:pw@10.0.0.1/", "10.0.0.1"), ("", None), ("http://[x", None)])
 def test_the_host_a_network_property_names(value: str, host: str | None) -> None:
     assert host_of(value) == host
+
+
+def test_the_cards_mark_exactly_the_taps_the_coverage_run_did_not_count() -> None:
+    root = Path(__file__).resolve().parent.parent
+    coverage = json.loads((root / "docs" / "tap-coverage.json").read_text())["types"]
+    cards, _ = check_paths([root / "report_cards"])
+    marked = {t for t, c in cards.items() if c.singer is not None and not parse_spec(c.singer).installable}
+    assert marked == {t for t, r in coverage.items() if not r["counted"]}
+    assert set(coverage) == {t for t, c in cards.items() if c.singer is not None}
