@@ -5,12 +5,17 @@ from __future__ import annotations
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from .config import settings_from_environment
+
+if TYPE_CHECKING:
+    from .connectors.singer.environments import InstalledTap, TapEnvironments, TapInstallError
+    from .connectors.singer.spec import SingerSpec
 
 
 @click.group("connect")
@@ -148,3 +153,114 @@ def worker(threads: int, poll_interval: float) -> None:
         each.stop()
     for thread in running:
         thread.join(timeout=30)
+
+
+@connect_cli.group("taps")
+def taps() -> None:
+    """Install, list and remove the Singer taps that check and discover sources (one virtual
+    environment per source type under CONNECT_TAPS_DIR, default instance/taps/)."""
+
+
+def _tap_environments() -> TapEnvironments:
+    from .connectors.singer.environments import TapEnvironments
+
+    root = current_app.config.get("TAPS_DIR") or Path(current_app.instance_path) / "taps"
+    return TapEnvironments(root)
+
+
+def _declared_specs(types: tuple[str, ...], every: bool) -> dict[str, SingerSpec]:
+    """The singer specs of the named types (or of every type with an installable tap)."""
+    from .catalog import get_catalog
+    from .connectors.singer.spec import parse_spec
+
+    catalog = get_catalog()
+    if every:
+        specs = {t: parse_spec(c.singer) for t, c in catalog.cards.items() if c.singer is not None}
+        return {t: s for t, s in specs.items() if s.installable}
+    chosen = {}
+    for source_type in types:
+        card = catalog.get(source_type)
+        if card is None:
+            raise click.UsageError(f"no source type {source_type!r} in the catalog")
+        if card.singer is None:
+            raise click.UsageError(f"source type {source_type} has no singer section (no tap to install)")
+        chosen[source_type] = parse_spec(card.singer)
+    return chosen
+
+
+@taps.command("install")
+@click.argument("types", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every type whose card declares an installable tap.")
+@click.option("--jobs", default=1, show_default=True, help="Installs run at once.")
+@with_appcontext
+def taps_install(types: tuple[str, ...], every: bool, jobs: int) -> None:
+    """Install (or reinstall) the taps of TYPES: one virtual environment each, made with uv."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .connectors.singer.environments import TapInstallError
+
+    if bool(types) == every:
+        raise click.UsageError("name source types, or give --all")
+    specs = _declared_specs(types, every)
+    environments = _tap_environments()
+    for source_type, spec in specs.items():
+        if not spec.installable:
+            click.echo(f"{source_type}: note: the card says this tap does not install here "
+                       f"({spec.not_installable_reason}); trying anyway", err=True)
+    failed = 0
+
+    def install(item: tuple[str, SingerSpec]) -> tuple[str, InstalledTap | None, TapInstallError | None]:
+        source_type, spec = item
+        try:
+            return source_type, environments.install(source_type, spec), None
+        except TapInstallError as error:
+            return source_type, None, error
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for source_type, tap, error in pool.map(install, specs.items()):
+            if tap is not None:
+                click.echo(f"{source_type}: installed {tap.package} {tap.version} in {tap.environment}")
+            elif error is not None:
+                failed += 1
+                click.echo(f"{source_type}: FAILED: {error}\n{error.output}", err=True)
+    click.echo(f"{len(specs) - failed} installed, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+@taps.command("list")
+@click.option("--installed", "only_installed", is_flag=True, help="Only the installed taps.")
+@with_appcontext
+def taps_list(only_installed: bool) -> None:
+    """Each type with a tap: its requirement, the installed version and where it lives."""
+    from .catalog import get_catalog
+
+    environments = _tap_environments()
+    installed = {tap.source_type: tap for tap in environments.installed_all()}
+    rows = []
+    for source_type, card in get_catalog().cards.items():
+        if card.singer is None:
+            continue
+        tap = installed.get(source_type)
+        if tap is None and only_installed:
+            continue
+        usable = tap is not None and environments.installed(source_type) is not None
+        version = (tap.version if usable else f"{tap.version} (executable missing)") if tap else "-"
+        rows.append((source_type, str(card.singer.get("requirement")), version,
+                     tap.environment if tap else "-"))
+    header = ("type", "requirement", "installed", "where")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    click.echo(f"{len(installed)} installed, {len(rows)} listed")
+
+
+@taps.command("remove")
+@click.argument("types", nargs=-1, required=True)
+@with_appcontext
+def taps_remove(types: tuple[str, ...]) -> None:
+    """Remove the taps of TYPES (their sources then answer checks with connector_not_installed)."""
+    environments = _tap_environments()
+    for source_type in types:
+        removed = environments.remove(source_type)
+        click.echo(f"{source_type}: {'removed' if removed else 'was not installed'}")

@@ -61,6 +61,16 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
      "developer's machine and tests. Off, every webhook URL must be https to a public host."),
     ("CONNECT_WEBHOOK_RETENTION_DAYS", "WEBHOOK_RETENTION_DAYS", 30, int,
      "Days finished webhook deliveries (and their events) are kept for `GET /v4/webhooks/{id}/deliveries`."),
+    ("CONNECT_TAPS_DIR", "TAPS_DIR", None, str,
+     "Directory of the operator-installed Singer taps (one virtual environment per source type, "
+     "`flask connect taps install`). Default: `instance/taps/`."),
+    ("CONNECT_TAP_TIMEOUT", "TAP_TIMEOUT", 300.0, float,
+     "Seconds a tap's check or discovery may run before its process group is killed (a card's "
+     "`singer.limits.timeout_seconds` wins)."),
+    ("CONNECT_TAP_MAX_OUTPUT_BYTES", "TAP_MAX_OUTPUT_BYTES", 67_108_864, int,
+     "Most bytes read from a tap's stdout; past it the tap is killed and the check fails."),
+    ("CONNECT_TAP_MAX_MEMORY_MB", "TAP_MAX_MEMORY_MB", 2048, int,
+     "Address-space limit (RLIMIT_AS) of a tap process, in MiB; 0 turns it off."),
     ("CONNECT_RATE_LIMIT", "RATE_LIMIT", "", str,
      "Per-account rate limit of the `/v4` API such as `100/minute` or `10/second;1000/hour` "
      "(429 with Retry-After over it; the operator token is not limited); empty turns it off."),

@@ -64,6 +64,7 @@ Private parts
     Segment workspace/source selections for a webhook install, not tokens; no OAuth 2
     endpoints for it are documented in the data or the provider catalog.
 * auth / api are not written: the service cannot reach the real providers from here.
+* singer (the Singer tap that checks and discovers the type): see SINGER_TAPS below.
 
 Usage: ``python scripts/build_report_cards.py [--source-types P] [--oauth-providers P]
 [--out DIR]`` (paths default to ../shared/data/* and report_cards/ relative to the repo root).
@@ -1018,6 +1019,241 @@ def apply_card_docs(cards: list[dict[str, Any]], source_types: list[dict[str, An
                 texts = property_texts(docs, card["type"], prop["name"])
                 prop["json_schema"] = annotated_schema(prop["name"], prop["json_schema"], texts)
         card["form_layout"] = form_layout(card, entries[card["type"]], docs)
+# --- Singer taps (issue 15) ------------------------------------------------------------------------
+# The ``singer`` section of every type whose tap is on the Python package index under the type's own
+# name (``tap-<name>``; where several taps exist, the singer-io one Stitch itself runs, because a
+# Stitch report card's properties are that tap's config keys: tap-github rather than
+# meltanolabs-tap-github, tap-postgres rather than pipelinewise-tap-postgres). Each requirement is
+# the newest release listed in the package index snapshot up to the next major version (0.x: the
+# next minor), or that exact release for a pre-release. The comment gives that release's month.
+# The executable is the package's own name unless SINGER_EXECUTABLES says otherwise. Stitch's
+# scheduling properties (STITCH_SCHEDULING) are Stitch's, not the tap's, and are dropped from the
+# config. A type whose tap did not install or start on Python 3.11 here (docs/tap-coverage.json,
+# written by scripts/tap_coverage.py) is marked ``installable: false`` with the reason.
+# ``connector: "singer"`` is set unless the card already names another connector section.
+SINGER_TAPS: dict[str, str] = {
+    "platform.3plcentral": "tap-3plcentral>=1.0.2,<2",  # 2023-10
+    "platform.activecampaign": "tap-activecampaign>=1.3.1,<2",  # 2025-12
+    "platform.adroll": "tap-adroll>=1.2.1,<2",  # 2026-06
+    "platform.adwords": "tap-adwords>=1.13.1,<2",  # 2021-10
+    "platform.amazon-ads-dsp": "tap-amazon-ads-dsp>=0.0.9,<0.1",  # 2021-02
+    "platform.amazon-sp": "tap-amazon-sp>=0.1.1,<0.2",  # 2021-06
+    "platform.amplitude": "tap-amplitude>=1.3.0,<2",  # 2026-01
+    "platform.appsflyer": "tap-appsflyer>=1.0.0,<2",  # 2026-02
+    "platform.asana": "tap-asana>=2.5.1,<3",  # 2026-04
+    "platform.autodesk-bim-360": "tap-autodesk-bim-360>=0.0.1,<0.1",  # 2020-09
+    "platform.autopilot": "tap-autopilot>=0.3.0,<0.4",  # 2020-07
+    "platform.bigcommerce": "tap-bigcommerce>=1.1.3,<2",  # 2023-10
+    "platform.bing-ads": "tap-bing-ads>=2.3.3,<3",  # 2026-06
+    "platform.braintree": "tap-braintree>=1.0.1,<2",  # 2026-06
+    "platform.bronto": "tap-bronto>=1.0.2,<2",  # 2018-08
+    "platform.calendly": "tap-calendly>=0.0.3,<0.1",  # 2024-01
+    "platform.campaign-monitor": "tap-campaign-monitor>=1.1.0,<2",  # 2026-01
+    "platform.chargebee": "tap-chargebee>=1.7.1,<2",  # 2026-06
+    "platform.chargify": "tap-chargify>=0.1.0,<0.2",  # 2023-07
+    "platform.circle-ci": "tap-circle-ci>=2.0.0,<3",  # 2026-08
+    "platform.closeio": "tap-closeio>=1.6.6,<2",  # 2026-06
+    "platform.clubspeed": "tap-clubspeed>=1.0.0,<2",  # 2018-12
+    "platform.codat": "tap-codat>=0.5.3,<0.6",  # 2023-10
+    "platform.copper": "tap-copper>=0.1.2,<0.2",  # 2026-06
+    "platform.covid-19": "tap-covid-19>=0.0.10,<0.1",  # 2020-05
+    "platform.criteo": "tap-criteo>=0.2.0,<0.3",  # 2020-01
+    "platform.crossbeam": "tap-crossbeam>=0.4.1,<0.5",  # 2021-09
+    "platform.darksky": "tap-darksky>=1.0.0,<2",  # 2020-04
+    "platform.dayforce": "tap-dayforce>=0.3.2,<0.4",  # 2020-09
+    "platform.db2": "tap-db2>=0.3.4,<0.4",  # 2019-04
+    "platform.deputy": "tap-deputy>=1.1.2,<2",  # 2025-01
+    "platform.dixa": "tap-dixa>=1.0.10,<2",  # 2026-06
+    "platform.doubleclick-campaign-manager": "tap-doubleclick-campaign-manager>=1.5.0,<2",  # 2026-05
+    "platform.dynamodb": "tap-dynamodb>=1.4.0,<2",  # 2025-01
+    "platform.ebay": "tap-ebay>=0.1.0,<0.2",  # 2026-01
+    "platform.eloqua": "tap-eloqua>=1.3.0,<2",  # 2021-03
+    "platform.exacttarget": "tap-exacttarget>=1.7.1,<2",  # 2021-10
+    "platform.exchangeratesapi": "tap-exchangeratesapi>=0.1.1,<0.2",  # 2019-11
+    "platform.facebook": "tap-facebook>=1.26.0,<2",  # 2026-06
+    "platform.freshdesk": "tap-freshdesk>=1.0.1,<2",  # 2026-06
+    "platform.freshsales": "tap-freshsales>=0.1.1,<0.2",  # 2019-03
+    "platform.frontapp": "tap-frontapp>=2.1.0,<3",  # 2026-02
+    "platform.fullstory": "tap-fullstory>=1.0.4,<2",  # 2020-07
+    "platform.ga360": "tap-ga360>=0.2.2,<0.3",  # 2025-03
+    "platform.ga4": "tap-ga4>=0.4.0,<0.5",  # 2026-05
+    "platform.gemini": "tap-gemini>=0.1.4,<0.2",  # 2020-01
+    "platform.github": "tap-github>=4.0.0,<5",  # 2026-10
+    "platform.gitlab": "tap-gitlab>=1.0.1,<2",  # 2026-06
+    "platform.google-analytics": "tap-google-analytics>=1.1.3,<2",  # 2022-07
+    "platform.google-search-console": "tap-google-search-console>=1.1.2,<2",  # 2026-06
+    "platform.google-sheets": "tap-google-sheets>=3.1.2,<4",  # 2025-12
+    "platform.harvest-forecast": "tap-harvest-forecast>=1.1.3,<2",  # 2021-07
+    "platform.harvest": "tap-harvest>=3.1.1,<4",  # 2026-06
+    "platform.heap": "tap-heap>=1.4.0,<2",  # 2025-07
+    "platform.helpscout": "tap-helpscout>=1.2.2,<2",  # 2026-06
+    "platform.hubspot": "tap-hubspot>=4.5.0,<5",  # 2026-07
+    "platform.ilevel": "tap-ilevel>=1.0.2,<2",  # 2021-04
+    "platform.impact": "tap-impact>=2.1.1,<3",  # 2025-01
+    "platform.insided": "tap-insided>=0.0.2,<0.1",  # 2020-09
+    "platform.intacct": "tap-intacct>=1.0.3,<2",  # 2023-08
+    "platform.intercom": "tap-intercom>=2.2.5,<3",  # 2026-06
+    "platform.invoiced": "tap-invoiced>=0.3.0,<0.4",  # 2026-01
+    "platform.iterable": "tap-iterable>=1.0.1,<2",  # 2023-03
+    "platform.jira": "tap-jira>=2.6.0,<3",  # 2025-11
+    "platform.klaviyo": "tap-klaviyo>=1.1.5,<2",  # 2026-06
+    "platform.kustomer": "tap-kustomer>=1.1.0,<2",  # 2023-09
+    "platform.lever": "tap-lever>=1.1.0,<2",  # 2026-01
+    "platform.linkedin-ads": "tap-linkedin-ads>=2.8.0,<3",  # 2026-08
+    "platform.listrak": "tap-listrak>=2.0.8,<3",  # 2019-04
+    "platform.liveperson": "tap-liveperson>=1.0.1,<2",  # 2020-07
+    "platform.looker": "tap-looker>=0.1.0,<0.2",  # 2023-09
+    "platform.lookml": "tap-lookml>=0.0.2,<0.1",  # 2021-01
+    "platform.mailchimp": "tap-mailchimp>=1.3.3,<2",  # 2026-06
+    "platform.mailshake": "tap-mailshake>=0.1.0,<0.2",  # 2026-02
+    "platform.mambu": "tap-mambu>=4.6.1,<5",  # 2026-06
+    "platform.marketo": "tap-marketo>=2.9.4,<3",  # 2026-07
+    "platform.mavenlink": "tap-mavenlink>=0.0.3,<0.1",  # 2019-10
+    "platform.mixpanel": "tap-mixpanel>=1.8.0,<2",  # 2026-06
+    "platform.mongodb": "tap-mongodb>=3.3.0,<4",  # 2025-10
+    "platform.ms-dynamics": "tap-ms-dynamics>=0.1.1,<0.2",  # 2024-01
+    "platform.ms-teams": "tap-ms-teams>=1.1.0,<2",  # 2026-09
+    "platform.mssql": "tap-mssql>=2.6.5,<3",  # 2024-10
+    "platform.mysql": "tap-mysql>=1.17.7,<2",  # 2024-10
+    "platform.nice-incontact": "tap-nice-incontact>=0.3.1,<0.4",  # 2024-01
+    "platform.nikabot": "tap-nikabot>=1.0.8,<2",  # 2021-05
+    "platform.onfleet": "tap-onfleet>=1.0.1,<2",  # 2023-10
+    "platform.oracle": "tap-oracle>=1.3.0,<2",  # 2024-08
+    "platform.ordway": "tap-ordway>=0.4.6,<0.5",  # 2026-06
+    "platform.outbrain": "tap-outbrain>=1.0.0,<2",  # 2026-02
+    "platform.outreach": "tap-outreach>=1.2.2,<2",  # 2026-06
+    "platform.pagerduty": "tap-pagerduty>=0.3.0,<0.4",  # 2024-01
+    "platform.pardot": "tap-pardot>=1.4.9,<2",  # 2025-10
+    "platform.pendo": "tap-pendo>=1.2.0,<2",  # 2025-08
+    "platform.pepperjam": "tap-pepperjam>=1.0.1,<2",  # 2023-11
+    "platform.pipedrive": "tap-pipedrive>=2.1.0,<3",  # 2026-05
+    "platform.platformpurple": "tap-platformpurple>=1.1.0,<2",  # 2019-07
+    # singer-io's tap-postgres 0.2.1 (2021-11) does not build here (scripts/tap_coverage.py);
+    # PipelineWise's fork of it takes the same config (dbname, filter_dbs, debug_lsn, itersize,
+    # logical_poll_total_seconds …) and installs psycopg2-binary.
+    "platform.postgres": "pipelinewise-tap-postgres>=2.1.0,<3",  # 2023-05
+    "platform.quickbase": "tap-quickbase>=3.0.1,<4",  # 2026-06
+    "platform.quickbooks": "tap-quickbooks>=2.5.0,<3",  # 2026-06
+    "platform.recharge": "tap-recharge>=3.0.1,<4",  # 2026-06
+    "platform.recurly": "tap-recurly>=1.1.1,<2",  # 2026-06
+    "platform.redshift": "tap-redshift==1.0.0b9",  # 2018-09
+    "platform.referral-saasquatch": "tap-referral-saasquatch>=2.1.0,<3",  # 2026-03
+    "platform.responsys": "tap-responsys>=1.1.0,<2",  # 2021-11
+    "platform.revinate": "tap-revinate>=1.0.0,<2",  # 2018-12
+    "platform.ringcentral": "tap-ringcentral>=1.1.0,<2",  # 2026-01
+    "platform.s3-csv": "tap-s3-csv>=2.3.1,<3",  # 2026-07
+    "platform.saasoptics": "tap-saasoptics>=1.1.1,<2",  # 2020-09
+    "platform.sailthru": "tap-sailthru>=1.0.2,<2",  # 2026-06
+    "platform.salesforce": "tap-salesforce>=2.8.1,<3",  # 2026-05
+    "platform.satismeter": "tap-satismeter>=0.1.1,<0.2",  # 2019-10
+    "platform.selligent": "tap-selligent>=0.0.2,<0.1",  # 2018-11
+    "platform.sendgrid": "tap-sendgrid>=1.0.4,<2",  # 2024-12
+    "platform.sftp": "tap-sftp>=1.3.0,<2",  # 2026-01
+    "platform.shiphero": "tap-shiphero>=1.1.6,<2",  # 2019-07
+    "platform.shippo": "tap-shippo>=0.7.3,<0.8",  # 2018-11
+    "platform.shopify": "tap-shopify>=3.13.0,<4",  # 2026-10
+    "platform.signonsite": "tap-signonsite>=0.0.1,<0.1",  # 2020-10
+    "platform.skubana": "tap-skubana>=0.0.3,<0.1",  # 2022-04
+    "platform.slack": "tap-slack>=1.1.2,<2",  # 2025-01
+    "platform.sling": "tap-sling>=0.1.1,<0.2",  # 2020-09
+    "platform.snapchat-ads": "tap-snapchat-ads>=0.2.0,<0.3",  # 2025-02
+    "platform.square": "tap-square>=2.3.1,<3",  # 2025-01
+    "platform.stripe": "tap-stripe>=3.3.0,<4",  # 2025-12
+    "platform.surveymonkey": "tap-surveymonkey>=3.0.0,<4",  # 2026-05
+    "platform.swellrewards": "tap-swellrewards>=0.1.6,<0.2",  # 2020-06
+    "platform.taboola": "tap-taboola>=0.3.1,<0.4",  # 2024-05
+    "platform.tiktok-ads": "tap-tiktok-ads>=1.2.1,<2",  # 2026-09
+    "platform.toast": "tap-toast>=0.0.2,<0.1",  # 2020-03
+    "platform.toggl": "tap-toggl>=2.1.0,<3",  # 2026-02
+    "platform.trello": "tap-trello>=1.1.3,<2",  # 2026-06
+    "platform.twilio": "tap-twilio>=0.2.2,<0.3",  # 2026-06
+    "platform.twitter-ads": "tap-twitter-ads>=1.0.0,<2",  # 2022-07
+    "platform.typeform": "tap-typeform>=2.4.4,<3",  # 2026-06
+    "platform.typo": "tap-typo>=0.2.1,<0.3",  # 2024-01
+    "platform.ujet": "tap-ujet>=1.0.0,<2",  # 2020-09
+    "platform.urban-airship": "tap-urban-airship>=0.9.0,<0.10",  # 2018-11
+    "platform.uservoice": "tap-uservoice>=1.0.4,<2",  # 2023-11
+    "platform.wootric": "tap-wootric>=0.5.3,<0.6",  # 2019-12
+    "platform.workday-raas": "tap-workday-raas>=1.0.3,<2",  # 2023-11
+    "platform.x-y": "tap-x-y>=0.0.2,<0.1",  # 2020-09
+    "platform.xero": "tap-xero>=2.6.0,<3",  # 2026-05
+    "platform.yotpo": "tap-yotpo>=2.0.6,<3",  # 2026-06
+    "platform.youtube-analytics": "tap-youtube-analytics>=0.0.9,<0.1",  # 2021-03
+    "platform.zendesk-chat": "tap-zendesk-chat>=0.5.1,<0.6",  # 2025-01
+    "platform.zendesk": "tap-zendesk>=2.8.2,<3",  # 2026-06
+    "platform.zoom": "tap-zoom>=2.1.1,<3",  # 2026-06
+    "platform.zuora": "tap-zuora>=1.6.1,<2",  # 2026-06
+}
+
+SINGER_EXECUTABLES: dict[str, str] = {"platform.postgres": "tap-postgres"}
+# Taps that import pkg_resources without requiring setuptools (it came with every virtual
+# environment once; setuptools 81 and later no longer ship it), found by scripts/tap_coverage.py.
+OLD_SETUPTOOLS = "setuptools<81"
+SINGER_EXTRA_REQUIREMENTS: dict[str, list[str]] = {
+    "platform.bing-ads": [OLD_SETUPTOOLS],
+    "platform.nikabot": [OLD_SETUPTOOLS],
+    "platform.typo": [OLD_SETUPTOOLS],
+    # Imported by the tap, declared by none of its requirements.
+    "platform.xero": ["six"],
+}
+STITCH_SCHEDULING = ("anchor_time", "cron_expression", "frequency_in_minutes", "image_version")
+# Properties that name where a tap connects (a host, or a URL); the connector checks their values
+# against the deployment's network rules before the tap runs.
+SINGER_HOST_PROPERTIES = ("host", "ssh_host", "domain")
+SINGER_URL_PROPERTIES = ("base_url", "api_url", "instance_url", "auth_base_url", "qb_url", "organization_uri",
+                         "cluster_api_endpoint")
+DEFAULT_TAP_COVERAGE = REPO_ROOT / "docs" / "tap-coverage.json"
+
+
+def card_reason(reason: str) -> str:
+    """A coverage reason fit for a card: without this machine's paths, at most 200 characters."""
+    reason = re.sub(r" ?\((?:/[^)]*)\)", "", reason)
+    reason = re.sub(r"'/[^']*/([^/']+)'", r"'\1'", reason)
+    return reason if len(reason) <= 200 else reason[:199] + "…"
+
+
+def singer_section(card: dict[str, Any], requirement: str, coverage: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``singer`` section: its tap, how properties become config, whether it installs."""
+    package = re.split(r"[<>=!~ @\[]", requirement, maxsplit=1)[0]
+    names = {p["name"] for step in card["steps"] for p in step["properties"]}
+    section: dict[str, Any] = {
+        "requirement": requirement,
+        "executable": SINGER_EXECUTABLES.get(card["type"], package),
+        "capabilities": ["discover"],
+    }
+    if card["type"] in SINGER_EXTRA_REQUIREMENTS:
+        section["extra_requirements"] = SINGER_EXTRA_REQUIREMENTS[card["type"]]
+    dropped = [name for name in STITCH_SCHEDULING if name in names]
+    if dropped:
+        section["config"] = {"drop": dropped}
+    network = {"hosts": [n for n in SINGER_HOST_PROPERTIES if n in names],
+               "urls": [n for n in SINGER_URL_PROPERTIES if n in names]}
+    if network["hosts"] or network["urls"]:
+        section["network"] = {key: value for key, value in network.items() if value}
+    result = coverage.get(card["type"])
+    if result is not None and not result.get("counted", False):
+        section["installable"] = False
+        section["not_installable_reason"] = card_reason(result.get("reason") or "did not install or start here")
+    return section
+
+
+def add_singer_sections(cards: list[dict[str, Any]], coverage_path: Path) -> dict[str, int]:
+    """Give every type in SINGER_TAPS its ``singer`` section; counts for the summary."""
+    coverage = load_json(coverage_path)["types"] if coverage_path.exists() else {}
+    counts = {"declared": 0, "not_installable": 0}
+    for card in cards:
+        requirement = SINGER_TAPS.get(card["type"])
+        if requirement is None:
+            continue
+        card["singer"] = singer_section(card, requirement, coverage)
+        if not any(key in card for key in ("auth", "api", "database")):
+            card["connector"] = "singer"
+        counts["declared"] += 1
+        counts["not_installable"] += card["singer"].get("installable", True) is False
+    unknown = sorted(set(SINGER_TAPS) - {card["type"] for card in cards})
+    if unknown:
+        raise SystemExit(f"SINGER_TAPS names types with no card: {unknown}")
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1026,12 +1262,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-types", type=Path, default=DEFAULT_SOURCE_TYPES)
     parser.add_argument("--oauth-providers", type=Path, default=DEFAULT_OAUTH_PROVIDERS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--tap-coverage", type=Path, default=DEFAULT_TAP_COVERAGE)
     args = parser.parse_args(argv)
 
     source_types = load_json(args.source_types)["source_types"]
     nango = {p["name"]: p for p in load_json(args.oauth_providers)["providers"]}
     cards, derived, without_oauth = build_cards(source_types, nango)
     apply_card_docs(cards, source_types, load_card_docs())
+    singer = add_singer_sections(cards, args.tap_coverage)
     write_cards(cards, args.out)
 
     with_oauth = [c["type"] for c in cards if "oauth" in c]
@@ -1043,6 +1281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {len(no_oauth_step)} have no oauth step (credentials in the form, or none)")
     for source_type, reason in sorted(without_oauth.items()):
         print(f"  {source_type}: oauth step, but {reason}")
+    print(f"with a singer section: {singer['declared']} ({singer['not_installable']} marked not installable)")
     return 0
 
 

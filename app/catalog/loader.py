@@ -156,6 +156,11 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
         except TemplateProblem as error:
             problems.append(CatalogProblem(file, f"$.system_values.{name}", f"template: {error}"))
     problems += _form_layout_problems(document.get("form_layout"), seen_names, file)
+    if document.get("singer") is not None:
+        from ..connectors.singer.spec import problems as singer_problems
+
+        problems += [CatalogProblem(file, path, reason)
+                     for path, reason in singer_problems(document["singer"], set(seen_names))]
     oauth = document.get("oauth")
     if oauth:
         if "oauth" not in step_types:

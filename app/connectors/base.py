@@ -83,6 +83,9 @@ class DiscoveredStream:
     stream_name: str
     schema: Mapping[str, Any]
     metadata: tuple[Mapping[str, Any], ...]
+    # The catalog entry's other keys as the connector found them (a Singer tap's ``table_name``,
+    # ``replication_method``, ``is_view`` …): a tap expects them back in the catalog it is given.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

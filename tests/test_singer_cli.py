@@ -1,0 +1,81 @@
+"""``flask connect taps install|list|remove``: explicit, logged, and clear about what it will not do."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from flask import Flask
+
+from app import create_app
+from app.cli import connect_cli
+from app.db import get_db
+
+from .conftest import DEFAULT_REPORT_CARDS, base_config
+from .singer_support import fake_singer_section, singer_document
+
+
+@pytest.fixture()
+def cli_app(migrated_database: str, tmp_path: Path) -> Iterator[Flask]:
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    document = singer_document("test.singer-cli", fake_singer_section())
+    (cards / "test.singer-cli.json").write_text(json.dumps(document))
+    application = create_app(base_config(
+        migrated_database, REPORT_CARDS=os.pathsep.join([str(DEFAULT_REPORT_CARDS), str(cards)]),
+        TAPS_DIR=str(tmp_path / "taps")))
+    yield application
+    get_db(application).dispose()
+
+
+def taps(app: Flask, *args: str) -> Result:
+    return app.test_cli_runner().invoke(connect_cli, ["taps", *args])
+
+
+@pytest.mark.parametrize("args, words", [
+    ((), "name source types, or give --all"),
+    (("platform.hubspot", "--all"), "name source types, or give --all"),
+    (("platform.nope",), "no source type 'platform.nope'"),
+    (("import_api",), "has no singer section"),
+])
+def test_install_refuses_what_it_cannot_do(cli_app: Flask, args: tuple[str, ...], words: str) -> None:
+    result = taps(cli_app, "install", *args)
+    assert result.exit_code == 2 and words in result.output
+    assert not (Path(cli_app.config["TAPS_DIR"])).exists()
+
+
+def test_install_list_and_remove_a_tap(cli_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    listed = taps(cli_app, "list")
+    assert listed.exit_code == 0 and "0 installed, 149 listed" in listed.output
+
+    installed = taps(cli_app, "install", "test.singer-cli")
+    assert installed.exit_code == 0, installed.output
+    assert "test.singer-cli: installed tap-fake 1.0.0 in " in installed.output
+    assert any(r.getMessage() == "tap installed" and r.source_type == "test.singer-cli" for r in caplog.records)
+
+    listed = taps(cli_app, "list", "--installed")
+    [row] = [line for line in listed.output.splitlines() if line.startswith("test.singer-cli")]
+    assert "1.0.0" in row and str(Path(cli_app.config["TAPS_DIR"]) / "test.singer-cli") in row
+
+    assert "test.singer-cli: removed" in taps(cli_app, "remove", "test.singer-cli").output
+    assert "test.singer-cli: was not installed" in taps(cli_app, "remove", "test.singer-cli").output
+    assert "0 installed" in taps(cli_app, "list", "--installed").output
+
+
+def test_a_failed_install_says_why_and_exits_non_zero(migrated_database: str, tmp_path: Path) -> None:
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    broken = fake_singer_section(executable="tap-not-there")
+    (cards / "test.singer-broken.json").write_text(json.dumps(singer_document("test.singer-broken", broken)))
+    application = create_app(base_config(migrated_database, REPORT_CARDS=str(cards), TAPS_DIR=str(tmp_path / "t")))
+    try:
+        result = taps(application, "install", "test.singer-broken")
+    finally:
+        get_db(application).dispose()
+    assert result.exit_code == 1
+    assert "installed no executable 'tap-not-there' (it has: tap-fake)" in result.output
+    assert "0 installed, 1 failed" in result.output
