@@ -64,7 +64,7 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +84,7 @@ from .authenticators import IssuedToken, OAuth2Grant, SessionLogin
 from .context import rendered, template_context
 from .errors import AuthConfigurationError, CredentialsRejected, TokenRequestError, TokenUnavailable
 from .models import ACCESS_TOKEN, NO_TOKEN, SESSION_TOKEN, SourceToken, token_associated_data
+from .network import NetworkPolicy
 
 log = logging.getLogger("connect.tokens")
 
@@ -104,11 +105,19 @@ _PROPERTY_TEMPLATE = re.compile(r"^\{\{\s*properties\.([A-Za-z_][A-Za-z0-9_$]*)\
 class TokenSettings:
     refresh_margin: float = 300.0
     http_timeout: float = 20.0
+    # The rules every connection to a token, login or API endpoint obeys (app/connectors/network.py);
+    # the default refuses private and loopback addresses.
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TokenSettings:
+    def from_config(cls, config: Mapping[str, Any], network: NetworkPolicy | None = None) -> TokenSettings:
         return cls(refresh_margin=float(config.get("TOKEN_REFRESH_MARGIN", 300)),
-                   http_timeout=float(config.get("HTTP_TIMEOUT", 20.0)))
+                   http_timeout=float(config.get("HTTP_TIMEOUT", 20.0)),
+                   network=network or NetworkPolicy.from_config(config))
+
+    def http_session(self, session_class: type[requests.Session] = requests.Session) -> requests.Session:
+        """A session for calls on a source's behalf: every connection it opens is vetted."""
+        return self.network.http_session(session_class)
 
     @property
     def lock_wait_ms(self) -> int:
@@ -226,7 +235,7 @@ class TokenStore:
     def _attempt(self, kind: str, replacing: str | None) -> _Outcome:
         rejected: CredentialsRejected | None = None
         try:
-            with self.session_factory() as session, begin_write(session), requests.Session() as http:
+            with self.session_factory() as session, begin_write(session), self.settings.http_session() as http:
                 if session.get_bind().dialect.name == "postgresql":
                     session.execute(text(f"SET LOCAL lock_timeout = {self.settings.lock_wait_ms}"))
                 source = session.scalars(
@@ -459,7 +468,7 @@ class TokenStore:
         auth = rendered(self.auth, context, f"{self.card.type}: auth")
         login = SessionLogin.from_spec(auth, self._base_url(context), f"{self.card.type}: auth")
         deadline = time.monotonic() + REFRESH_BUDGET_SECONDS
-        with requests.Session() as http:
+        with self.settings.http_session() as http:
             for failures in range(1, MAX_ROUNDS + 1):
                 try:
                     return login.log_in(http, self.settings.http_timeout, utcnow).value
