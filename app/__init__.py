@@ -9,6 +9,7 @@ from flask import Flask
 
 from . import auth, catalog, crypto, db, discovery, logs, oauth, ratelimit, request_checks
 from .config import default_database_url, settings_from_environment
+from .connectors import registry as connectors
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
 from .models import load_all_models
@@ -32,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     oauth.init_app(app)
     discovery.init_app(app)
     crypto.init_app(app)
+    connectors.init_app(app)  # after db and crypto: the network policy and one connector per kind
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it counts by g.principal
     request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter

@@ -8,7 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..catalog import Catalog
-from ..catalog.cards import CREDENTIAL_STEP_TYPES, ReportCard
+from ..catalog.cards import CREDENTIAL_STEP_TYPES, ReportCard, thaw
+from ..connectors.base import DiscoveredStream
 from ..db import begin_write
 from ..errors import Conflict, Invalid, NotFound
 from ..jobs.queue import enqueue
@@ -16,7 +17,7 @@ from ..models import Source, utcnow
 from ..sources.facts import facts_for, provided_names
 from ..sources.service import _live_source, record_event
 from ..sources.steps import derive_step
-from .catalog import carry_selections, discovered_metadata, merged_metadata, selection_problems, stream_selected
+from .catalog import carry_selections, merged_metadata, selection_problems, stream_selected
 from .models import ConnectionCheck, Stream
 
 CHECK_JOB = "check_and_discover"
@@ -130,20 +131,20 @@ def update_selection(session: Session, catalog: Catalog, account_id: int, source
         return sorted(rows.values(), key=lambda s: s.id)
 
 
-def save_discovery(session: Session, source: Source, found: list[tuple[dict[str, Any], bool]]) -> dict[str, list[str]]:
+def save_discovery(session: Session, source: Source, found: list[DiscoveredStream]) -> dict[str, list[str]]:
     """Replace the discovered streams, keeping selections of streams and fields that still exist."""
     existing = {s.tap_stream_id: s for s in session.scalars(select(Stream).where(Stream.source_id == source.id))}
     seen: set[str] = set()
-    for spec, supported in found:
-        tap_stream_id = spec["tap_stream_id"]
+    for discovered in found:
+        tap_stream_id = discovered.tap_stream_id
         seen.add(tap_stream_id)
-        metadata = discovered_metadata(spec, supported)
+        metadata = thaw(tuple(discovered.metadata))
         stream = existing.get(tap_stream_id)
         if stream is None:
             stream = Stream(source_id=source.id, tap_stream_id=tap_stream_id, selections={})
             session.add(stream)
-        stream.stream_name = spec.get("stream_name", tap_stream_id)
-        stream.schema = spec["schema"]
+        stream.stream_name = discovered.stream_name
+        stream.schema = thaw(discovered.schema)
         stream.discovered_metadata = metadata
         stream.selections = carry_selections(stream.selections or {}, metadata)
         stream.selected = stream_selected(metadata, stream.selections)
