@@ -30,7 +30,7 @@ from ..db import begin_write
 from ..errors import ApiError, Conflict, Invalid, NotFound
 from ..models import IdempotencyKey, Source, SourceCredential, SourceEvent, utcnow
 from ..templating import render
-from .rules import check_properties, derive_name, name_problem
+from .rules import DestinationRule, check_properties, derive_name, name_problem
 
 CREDENTIAL_SENTINEL = object()  # stands for a stored credential's value, which is never compared
 MAX_PAGE = 100
@@ -258,6 +258,7 @@ def create_source(
     change: SourceChange,
     raw_body: Mapping[str, Any],
     idempotency_key: str | None = None,
+    destinations: DestinationRule | None = None,
 ) -> tuple[Source, bool]:
     """Create a source; returns (source, replayed) where replayed means an Idempotency-Key hit."""
     request_hash = _request_hash(raw_body)
@@ -267,7 +268,7 @@ def create_source(
         if replayed is not None:
             return replayed, True
     card = _card_for(catalog, source_type)
-    problems = check_properties(card, change.properties, {})
+    problems = check_properties(card, change.properties, {}, destinations)
     assert change.display_name is not None
     derived_from = None if change.name else change.display_name
     name = change.name or derive_name(change.display_name)
@@ -330,6 +331,7 @@ def update_source(
     source_id: int,
     change: SourceChange,
     if_match: list[str] | None = None,
+    destinations: DestinationRule | None = None,
 ) -> Source:
     with begin_write(session):
         source = _live_source(session, account_id, source_id, lock=True)
@@ -339,7 +341,7 @@ def update_source(
                            type="stale_version",
                            details=[{"field": "If-Match", "reason": "does not match the current ETag"}])
         card = _card_for(catalog, source.type)
-        problems = check_properties(card, change.properties, _current_values(source))
+        problems = check_properties(card, change.properties, _current_values(source), destinations)
         if problems:
             raise _invalid_properties(problems)
         system_properties = _system_properties(session, keyring, source, card, change)

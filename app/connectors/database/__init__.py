@@ -14,7 +14,10 @@ operator's to fix (``driver_not_installed``, naming the extra) and ``availabilit
 
 SSH tunnels (``ssh: true``) are not supported by this deployment: such a source's check fails at
 once as the operator's to fix, saying so (no permissively licensed SSH client and real SSH server
-to test it against are part of this project yet).
+to test it against are part of this project yet); so does one with SSL client certificates
+(``ssl_client_auth_enabled: true``). ``ssl: true`` asks for an encrypted connection (libpq's
+``sslmode=require``; on MySQL, TLS without certificate verification), refused when the server
+offers none.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ DIALECTS = {
                       generic.failure, generic.discover, _one_connection, probe="SELECT 1 FROM DUAL"),
 }
 SSH_UNSUPPORTED = "SSH tunnels are not supported by this deployment"
+CLIENT_CERTIFICATES_UNSUPPORTED = "SSL client certificates are not supported by this deployment"
 
 
 def _resolution_failure(host: str, error: OSError) -> ConnectorFailure:
@@ -134,7 +138,8 @@ class DatabaseConnector:
         for role, database in self._databases_named(dialect, settings):
             reason = self.policy.literal_problem(host, settings.port, database)
             if reason:
-                problems.append(_problem(section.property_of(role), f"connections to {host} are refused: {reason}"))
+                where = "filter_dbs" if role == "filter_dbs" else "host"
+                problems.append(_problem(section.property_of(where), f"connections to {host} are refused: {reason}"))
                 break
         return problems
 
@@ -161,6 +166,9 @@ class DatabaseConnector:
         settings = ConnectionSettings.of(section, target.properties, dialect.default_port)
         if settings.ssh:
             raise ConnectorFailure("ssh_not_supported", SSH_UNSUPPORTED, fixed_by="operator")
+        if settings.ssl_client_auth:
+            raise ConnectorFailure("ssl_client_auth_not_supported", CLIENT_CERTIFICATES_UNSUPPORTED,
+                                   fixed_by="operator")
         return dialect, settings
 
     @contextmanager

@@ -23,7 +23,7 @@ from ..network import port_number
 
 DIALECTS = ("postgresql", "redshift", "mysql", "mssql", "oracle")
 ROLES = ("host", "port", "database", "user", "password", "ssl", "filter_dbs", "filter_schemas", "ssh",
-         "log_based")
+         "log_based", "ssl_client_auth")
 REQUIRED_ROLES = ("host", "user")
 
 
@@ -78,6 +78,7 @@ class ConnectionSettings:
     password: str
     ssl: bool
     ssh: bool
+    ssl_client_auth: bool
     log_based: bool
     filter_dbs: tuple[str, ...]
     filter_schemas: tuple[str, ...]
@@ -101,6 +102,7 @@ class ConnectionSettings:
             password=str(section.value(properties, "password") or ""),
             ssl=_flag(section.value(properties, "ssl")),
             ssh=_flag(section.value(properties, "ssh")),
+            ssl_client_auth=_flag(section.value(properties, "ssl_client_auth")),
             log_based=_flag(section.value(properties, "log_based")),
             filter_dbs=_names(section.value(properties, "filter_dbs")),
             filter_schemas=_names(section.value(properties, "filter_schemas")),
