@@ -15,7 +15,7 @@ from ..errors import Conflict, Invalid, NotFound
 from ..jobs.queue import enqueue
 from ..models import Source, utcnow
 from ..sources.facts import facts_for, provided_names
-from ..sources.service import _live_source, record_event
+from ..sources.service import _live_source, decode_cursor, encode_cursor, record_event
 from ..sources.steps import derive_step
 from .catalog import carry_selections, merged_metadata, selection_problems, stream_selected
 from .models import ConnectionCheck, Stream
@@ -65,10 +65,20 @@ def last_check(session: Session, account_id: int, source_id: int) -> ConnectionC
     return check
 
 
-def list_streams(session: Session, account_id: int, source_id: int) -> list[Stream]:
+def list_streams(session: Session, account_id: int, source_id: int, limit: int | None = None,
+                 cursor: str | None = None) -> tuple[list[Stream], str | None]:
+    """A page of the source's streams in discovery order (keyset on id) and the next page's cursor."""
+    query = select(Stream).where(Stream.source_id == source_id).order_by(Stream.id)
+    if cursor:
+        query = query.where(Stream.id > decode_cursor(cursor))
+    if limit is not None:
+        query = query.limit(limit + 1)
     with session.begin():
         _live_source(session, account_id, source_id, lock=False)
-        return list(session.scalars(select(Stream).where(Stream.source_id == source_id).order_by(Stream.id)))
+        rows = list(session.scalars(query))
+    if limit is None or len(rows) <= limit:
+        return rows, None
+    return rows[:limit], encode_cursor(rows[limit - 1].id)
 
 
 def get_stream(session: Session, account_id: int, source_id: int, stream_id: int) -> Stream:
