@@ -9,6 +9,7 @@ import secrets
 import socket
 from typing import Any
 
+import pymysql
 import pytest
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
@@ -240,6 +241,40 @@ def test_a_closed_port_is_retried_as_transient(app, client, account, postgres_so
     check = last_check(client, account, source_id)
     assert check["status"] == "queued" and check["error"]["type"] == "source_unreachable", check
     assert source_body(client, account, source_id)["report_card"].get("setup_error") is None
+
+
+def test_a_server_that_never_answers_is_a_timeout_retried_later(make_app, account, postgres_source):
+    quick = make_app(HTTP_TIMEOUT=2)  # libpq's shortest connect timeout
+    client = quick.test_client()
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        source_id = checked_source(quick, client, account, "platform.hp-postgres",
+                                   pg_properties(postgres_source, port=str(silent.getsockname()[1])))
+    check = last_check(client, account, source_id)
+    assert check["status"] == "queued" and check["error"]["type"] == "source_unreachable", check
+    assert "did not answer in time" in check["error"]["message"]
+
+
+def test_too_many_connections_is_retried_later(app, client, account, mariadb_source):
+    user, password = f"connect_one_{secrets.token_hex(3)}", "one-" + secrets.token_hex(10)
+    admin = mariadb_admin()
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS 1", (password,))
+        cursor.execute(f"GRANT SELECT ON `{mariadb_source.database}`.* TO '{user}'@'127.0.0.1'")
+    holder = pymysql.connect(host="127.0.0.1", port=3306, user=user, password=password)
+    try:
+        source_id = checked_source(app, client, account, "platform.mariadb",
+                                   mysql_properties(mariadb_source, user=user, password=password))
+        check = last_check(client, account, source_id)
+        assert check["status"] == "queued" and check["error"]["type"] == "too_many_connections", check
+        assert "too many connections" in check["error"]["message"]
+        assert source_body(client, account, source_id)["report_card"].get("setup_error") is None
+    finally:
+        holder.close()
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+        admin.close()
 
 
 def test_a_name_resolving_to_the_metadata_service_is_refused(app, client, account, postgres_source):

@@ -138,12 +138,16 @@ def connect(settings: ConnectionSettings, address: str, database: str | None, *,
     except OSError as error:
         raise pymysql.err.OperationalError(2003, f"Can't connect to the server ({error.strerror or error})") from None
     connection.connect(sock)
-    with connection.cursor() as cursor:
-        cursor.execute("SET SESSION TRANSACTION READ ONLY")
-        if "mariadb" in connection.get_server_info().lower():
-            cursor.execute("SET SESSION max_statement_time = %s", (float(statement_timeout),))
-        else:
-            cursor.execute("SET SESSION max_execution_time = %s", (int(statement_timeout * 1000),))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            if "mariadb" in connection.get_server_info().lower():
+                cursor.execute("SET SESSION max_statement_time = %s", (float(statement_timeout),))
+            else:
+                cursor.execute("SET SESSION max_execution_time = %s", (int(statement_timeout * 1000),))
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
@@ -158,12 +162,16 @@ _USER = {1045: ("credentials_rejected", "the database refused the user name or p
          2026: ("ssl_refused", "the server does not support SSL, but the source requires it (ssl is true)"),
          3159: ("ssl_required", "the server accepts only encrypted connections: set ssl to true"),
          1142: ("permission_denied", "the user may not read the database's catalog")}
-_TIME = {1040: "the database server has too many connections",
-         1203: "the user has too many connections open",
-         1226: "the user has used up a resource limit of the server",
-         2002: "the database server cannot be reached", 2003: "the database server cannot be reached",
-         2006: "the database server went away", 2013: "the connection to the database server was lost",
-         1969: "a catalog query took too long", 3024: "a catalog query took too long"}
+_TIME = {1040: ("too_many_connections", "the database server has too many connections"),
+         1203: ("too_many_connections", "the user has too many connections open"),
+         1226: ("too_many_connections", "the user has too many connections open, or has used up another "
+                                        "resource limit of the server"),
+         2002: ("source_unreachable", "the database server cannot be reached"),
+         2003: ("source_unreachable", "the database server cannot be reached"),
+         2006: ("source_unavailable", "the database server went away"),
+         2013: ("source_unavailable", "the connection to the database server was lost"),
+         1969: ("source_unavailable", "a catalog query took too long"),
+         3024: ("source_unavailable", "a catalog query took too long")}
 
 
 def failure(error: BaseException) -> ConnectorFailure | None:
@@ -177,8 +185,7 @@ def failure(error: BaseException) -> ConnectorFailure | None:
         error_type, message = _USER[code]
         return ConnectorFailure(error_type, message, fixed_by="user", operator_detail=detail)
     if code in _TIME or isinstance(error, pymysql.err.OperationalError):
-        return ConnectorFailure("source_unreachable" if code in (2002, 2003) else "source_unavailable",
-                                _TIME.get(code or 0, "the database server cannot be reached"), fixed_by="time",
-                                operator_detail=detail)
+        error_type, message = _TIME.get(code or 0, ("source_unavailable", "the database server cannot be reached"))
+        return ConnectorFailure(error_type, message, fixed_by="time", operator_detail=detail)
     return ConnectorFailure("discovery_failed", "the database's catalog could not be read", fixed_by="operator",
                             operator_detail=detail)
