@@ -283,7 +283,11 @@ class NetworkPolicy:
 
     def http_session(self, session_class: type[requests.Session] = requests.Session) -> requests.Session:
         """A requests session whose every connection is resolved, vetted and pinned here."""
-        session = session_class()
+        return self.guard(session_class())
+
+    def guard(self, session: requests.Session) -> requests.Session:
+        """``session`` (a requests session or subclass, such as Authlib's) made to vet every
+        connection it opens."""
         session.trust_env = False  # an environment proxy would resolve the name itself
         adapter = _VettedAdapter(self._connections)
         session.mount("http://", adapter)
