@@ -29,8 +29,8 @@ from app.connectors.database import DatabaseConnector
 from app.connectors.network import NetworkPolicy, parse_networks
 
 COLUMNS = 20
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+MARIADB: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
 
 @contextmanager

@@ -22,8 +22,9 @@ from flask import Flask
 from sqlalchemy import select
 
 from ..catalog import get_catalog
+from ..catalog.cards import ReportCard
 from ..connectors.base import ConnectorFailure, DiscoveredStream, SourceTarget
-from ..connectors.registry import get_connectors
+from ..connectors.registry import NOT_CHECKABLE, get_connectors
 from ..crypto import get_keyring
 from ..db import begin_write, get_db
 from ..jobs.queue import ClaimedJob
@@ -66,11 +67,13 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
     return {"check": "succeeded", "streams": len(streams), "duration_ms": _ms_since(started), **changes}
 
 
-def _check_then_discover(app: Flask, source: Source, card: Any, generation: int) -> list[DiscoveredStream]:
+def _check_then_discover(app: Flask, source: Source, card: ReportCard | None,
+                         generation: int) -> list[DiscoveredStream]:
     connectors = get_connectors(app)
-    connector = connectors.for_card(card)
-    if connector is None:
-        raise ConnectorFailure("not_checkable", connectors.availability(card).reason or "", fixed_by="operator")
+    connector = None if card is None else connectors.for_card(card)
+    if card is None or connector is None:
+        reason = NOT_CHECKABLE if card is None else connectors.availability(card).reason
+        raise ConnectorFailure("not_checkable", reason or NOT_CHECKABLE, fixed_by="operator")
     target = SourceTarget(source_id=source.id, account_id=source.account_id, name=source.name,
                           config_generation=generation, card=card,
                           properties=decrypted_properties(get_keyring(app), source))

@@ -187,7 +187,7 @@ class DatabaseConnector:
         except DestinationRefused as refused:
             raise ConnectorFailure("destination_refused", refused.message, fixed_by="user") from None
         except DBAPIError as error:
-            raise self._failure(dialect, error.orig) from None
+            raise self._failure(dialect, error.orig or error) from None
         except OSError as error:
             raise _resolution_failure(settings.host, error) from None
         except ConnectorFailure:

@@ -9,6 +9,7 @@ the tested ones.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, inspect
@@ -78,7 +79,7 @@ def discover(connection: Connection, settings: ConnectionSettings, database: str
                 schema_of, replication_key = _schema_of(column["type"])
                 built.append(Column(name=column["name"], sql_datatype=str(column["type"]).lower(), schema=schema_of,
                                     nullable=bool(column.get("nullable", True)), replication_key=replication_key))
-            key = keys.get((schema, name)) or {}
+            key: Mapping[str, Any] = keys.get((schema, name)) or {}
             tables.append(Table(database=database or "", schema=schema, name=name, is_view=name in views,
                                 row_count=None, columns=tuple(built),
                                 primary_key=tuple(key.get("constrained_columns") or ())))

@@ -46,7 +46,7 @@ DATETIME_TYPES = {"datetime", "timestamp", "date", "time"}
 
 def _query(sql: str, databases: tuple[str, ...]) -> Any:
     statement = text(sql.format(filter="AND table_schema IN :databases" if databases else ""))
-    params = [bindparam("system", value=list(SYSTEM_DATABASES), expanding=True)]
+    params: list[Any] = [bindparam("system", value=list(SYSTEM_DATABASES), expanding=True)]
     if databases:
         params.append(bindparam("databases", value=list(databases), expanding=True))
     return statement.bindparams(*params)

@@ -121,7 +121,7 @@ def _numeric_schema(sql_type: str) -> dict[str, Any]:
     return schema
 
 
-def column_of(row: Mapping[str, Any], enums: Mapping[int, list[str]]) -> Column:
+def column_of(row: Mapping[Any, Any], enums: Mapping[int, list[str]]) -> Column:
     if row["element_name"] is not None:
         item = scalar_schema(row["element_name"], row["sql_type"].removesuffix("[]"), enums, row["element_oid"])
         schema = None if item is None else {"type": "array", "items": {**item, "type": _with_null(item["type"])}}
@@ -161,15 +161,17 @@ def connect(settings: ConnectionSettings, address: str, database: str | None, *,
     """A psycopg connection to the vetted ``address``, read-only, with a statement timeout."""
     import psycopg
 
-    session_options = (f"-c default_transaction_read_only=on -c statement_timeout={int(statement_timeout * 1000)}"
-                       if startup_options else None)
-    connection = psycopg.connect(
-        host=settings.host, hostaddr=address, port=settings.port, dbname=database or "postgres",
-        user=settings.user, password=settings.password, connect_timeout=max(2, int(connect_timeout)),
-        sslmode="require" if settings.ssl else "prefer", application_name="connect",
-        **({"options": session_options} if session_options else {}))
+    timeout_ms = int(statement_timeout * 1000)
+    session_options = f"-c default_transaction_read_only=on -c statement_timeout={timeout_ms}"
+    parameters: dict[str, Any] = {
+        "host": settings.host, "hostaddr": address, "port": settings.port, "dbname": database or "postgres",
+        "user": settings.user, "password": settings.password, "connect_timeout": max(2, int(connect_timeout)),
+        "sslmode": "require" if settings.ssl else "prefer", "application_name": "connect"}
+    if startup_options:
+        parameters["options"] = session_options
+    connection = psycopg.connect(**parameters)
     if not startup_options:  # Redshift takes no startup options: the same settings as statements
-        connection.execute(f"SET statement_timeout TO {int(statement_timeout * 1000)}")
+        connection.execute(f"SET statement_timeout TO {timeout_ms}")
         connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         connection.commit()
     return connection
