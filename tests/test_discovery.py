@@ -232,7 +232,7 @@ def _worker_process(database_url: str, report_cards: str, keys: str, seconds: fl
     from app import create_app
 
     app = create_app({"DATABASE_URL": database_url, "REPORT_CARDS": report_cards, "ENCRYPTION_KEYS": keys,
-                      "OPERATOR_TOKEN": "unused"})
+                      "OPERATOR_TOKEN": "unused", "ALLOWED_SOURCE_NETWORKS": "127.0.0.0/8,::1/128"})
     worker = Worker(app, poll_interval=0.05)
     stop_at = time.monotonic() + seconds
     idle_since = None
