@@ -7,7 +7,19 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, catalog, crypto, db, discovery, logs, oauth, ratelimit, request_checks
+from . import (
+    auth,
+    catalog,
+    crypto,
+    db,
+    discovery,
+    logs,
+    oauth,
+    ratelimit,
+    request_checks,
+    secrets_store,
+    security_headers,
+)
 from .config import default_database_url, settings_from_environment
 from .connectors import registry as connectors
 from .errors import register_error_handlers
@@ -33,10 +45,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     oauth.init_app(app)
     discovery.init_app(app)
     crypto.init_app(app)
+    secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here
     connectors.init_app(app)  # after db and crypto: the network policy and one connector per kind
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it counts by g.principal
     request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter
+    security_headers.init_app(app)
 
     api = create_api(app)
     from .accounts.routes import blueprint as accounts

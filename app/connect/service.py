@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..auth import hash_token
 from ..catalog import Catalog
+from ..catalog.access import access_denied
 from ..catalog.cards import ReportCard
 from ..connectors.registry import get_connectors
 from ..crypto import Keyring
@@ -88,6 +89,11 @@ def _types_asked(catalog: Catalog, body: dict[str, Any]) -> list[str] | None:
     if unknown:
         raise Invalid("; ".join(f"{d['field']}: {d['reason']}" for d in unknown), type="invalid_type",
                       details=unknown)
+    for name, value in zip(names, asked, strict=True):
+        denied = access_denied(catalog.get(value), catalog.access)
+        if denied is not None:  # the page could never create it: say so to the integrator now
+            denied.details = [{**detail, "field": name} for detail in denied.details]
+            raise denied
     return asked
 
 

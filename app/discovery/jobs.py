@@ -9,7 +9,9 @@ The source type's connector (app/connectors/registry.py) checks and discovers; t
 kind. A :class:`~app.connectors.base.ConnectorFailure` says who can fix it: the user (the source
 becomes ``broken`` and its report card says why), time (the job is retried with back-off, never
 sooner than ``retry_after``, and the check fails only when attempts run out), or the operator (the
-check fails at once). No connection to the source is made inside a database transaction.
+check fails at once). A stored credential or token no configured key opens is the operator's too
+(``credentials_unreadable``, naming the key). No connection to the source is made inside a
+database transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..catalog import get_catalog
 from ..catalog.cards import ReportCard
 from ..connectors.base import ConnectorFailure, DiscoveredStream, SourceTarget
 from ..connectors.registry import NOT_CHECKABLE, get_connectors
-from ..crypto import get_keyring
+from ..crypto import KeyringError, get_keyring
 from ..db import begin_write, get_db
 from ..jobs.queue import ClaimedJob
 from ..jobs.worker import JobFailed, register_handler
@@ -63,6 +65,8 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
         streams = _check_then_discover(app, source, card, generation)
     except ConnectorFailure as failure:
         return _failed(app, job, check_id, generation, failure, started)
+    except KeyringError as error:
+        return _failed(app, job, check_id, generation, _unreadable_credentials(job, error), started)
     changes = _record(app, job, check_id, generation, status="succeeded", found=streams)
     return {"check": "succeeded", "streams": len(streams), "duration_ms": _ms_since(started), **changes}
 
@@ -100,6 +104,18 @@ def _failed(app: Flask, job: ClaimedJob, check_id: int, generation: int, failure
         broken = dict(failure.broken_reason) if failure.broken_reason is not None else failure.error
     _record(app, job, check_id, generation, error=failure.error, status="failed", broken=broken)
     return {"check": "failed", "error": failure.error, "duration_ms": _ms_since(started)}
+
+
+def _unreadable_credentials(job: ClaimedJob, error: KeyringError) -> ConnectorFailure:
+    """A stored credential or token no configured key opens: the operator's to fix (configure the key
+    it was sealed under), so the check fails at once, saying which key, and is not retried: the key
+    will not appear by itself. The source is not marked broken: its credentials may be fine."""
+    log.error("a credential cannot be decrypted", extra={"job_id": job.id, "source_id": job.source_id,
+                                                        "reason": str(error)})
+    return ConnectorFailure("credentials_unreadable",
+                            f"a stored credential of this source cannot be decrypted ({error}): the service's "
+                            "operator must configure that encryption key in CONNECT_ENCRYPTION_KEYS; entering "
+                            "the credentials again also mends it", fixed_by="operator")
 
 
 def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, status: str,

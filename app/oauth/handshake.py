@@ -138,6 +138,8 @@ def _provider_url_problem(url: str) -> str | None:
 class Consent:
     consent_url: str
     expires_at: datetime
+    # Required oauth-step properties the handshake will not provide (the card's oauth_handshake).
+    remaining_inputs: tuple[str, ...] = ()
 
 
 def _handshake_urls(card: ReportCard, inputs: Mapping[str, Any]) -> tuple[str, str]:
@@ -273,7 +275,8 @@ def initiate(
             input_configuration={k: v for k, v in inputs.items() if k not in credential_inputs},
             app_scope=app.scope, client_id=app.client_id, created_at=now, expires_at=expires_at)
         sealed = _seal_json(keyring, {"code_verifier": verifier, "client_secret": app.client_secret,
-                                      "credential_inputs": credential_inputs}, row.associated_data)
+                                      "credential_inputs": credential_inputs,
+                                      "scopes": list(_scopes(card, app))}, row.associated_data)
         row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
         session.add(row)
         session.execute(delete(OAuthState).where(OAuthState.expires_at < now - RETENTION))
@@ -281,7 +284,7 @@ def initiate(
     log.info("oauth handshake initiated", extra={
         "account_id": account_id, "source_type": card.type, "app_scope": app.scope,
         "reconnect_source_id": source_id})
-    return Consent(consent_url, expires_at)
+    return Consent(consent_url, expires_at, card.oauth_remaining)
 
 
 def _oauth_session(card: ReportCard, app: ClientCredentials, redirect_uri: str, pkce: bool) -> OAuth2Session:
@@ -297,13 +300,18 @@ def _oauth_session(card: ReportCard, app: ClientCredentials, redirect_uri: str, 
 def _consent_url(card: ReportCard, app: ClientCredentials, authorize_url: str, redirect_uri: str,
                  state: str, verifier: str | None) -> str:
     oauth = card.oauth
-    scopes = app.scopes if app.scopes is not None else tuple(oauth.get("scopes") or ())
+    scopes = _scopes(card, app)
     extra = {k: v for k, v in (oauth.get("authorize_params") or {}).items() if k not in RESERVED_AUTHORIZE_PARAMS}
     with _oauth_session(card, app, redirect_uri, verifier is not None) as client:
         url, _ = client.create_authorization_url(
             authorize_url, state=state, code_verifier=verifier,
             scope=oauth.get("scope_separator", " ").join(scopes) or None, **extra)
     return url
+
+
+def _scopes(card: ReportCard, app: ClientCredentials) -> tuple[str, ...]:
+    """The scopes a handshake asks for: the app's own, else the card's."""
+    return app.scopes if app.scopes is not None else tuple(card.oauth.get("scopes") or ())
 
 
 # -- callback -----------------------------------------------------------------------------------
@@ -332,6 +340,7 @@ class ClaimedState:
     inputs: dict[str, Any]
     app: ClientCredentials
     code_verifier: str | None
+    scopes: tuple[str, ...] = ()
 
 
 class InvalidState(ApiError):
@@ -366,7 +375,7 @@ def _claim_state(session: Session, keyring: Keyring, state: str | None) -> Claim
             redirect_url=row.redirect_url, source_id=row.source_id,
             inputs={**row.input_configuration, **private["credential_inputs"]},
             app=ClientCredentials(row.app_scope, row.client_id, private["client_secret"]),
-            code_verifier=private["code_verifier"])
+            code_verifier=private["code_verifier"], scopes=tuple(private.get("scopes") or ()))
 
 
 def _require_success(response: requests.Response) -> requests.Response:
@@ -435,14 +444,26 @@ def _field(document: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+def known_values(card: ReportCard, claimed: ClaimedState, redirect_uri: str) -> dict[str, Any]:
+    """What the handshake knows itself, for the card's ``handshake_properties``: the redirect URI
+    it used (HubSpot, Asana, Deputy, Eloqua and Outreach keep it to refresh tokens) and the scopes
+    it asked for, joined as the consent URL joined them (eBay's refresh needs them)."""
+    facts = {"redirect_uri": redirect_uri,
+             "scope": card.oauth.get("scope_separator", " ").join(claimed.scopes)}
+    return {name: facts[fact] for fact, name in (card.oauth.get("handshake_properties") or {}).items()
+            if facts.get(fact)}
+
+
 def handshake_values(card: ReportCard, claimed: ClaimedState, token: Mapping[str, Any],
-                     callback_args: Mapping[str, str]) -> dict[str, Any]:
+                     callback_args: Mapping[str, str], redirect_uri: str) -> dict[str, Any]:
     """The property values a finished handshake provides: the handshake's inputs, the app's
-    client credentials, values from the callback, and fields of the token response."""
+    client credentials, what it knows itself, values from the callback, and fields of the token
+    response."""
     oauth = card.oauth
     if not token.get("access_token") and not token.get("refresh_token"):
         raise HandshakeFailed("server_error", "the provider's token response has no access_token or refresh_token")
     values: dict[str, Any] = {k: v for k, v in claimed.inputs.items() if k in card.properties}
+    values.update(known_values(card, claimed, redirect_uri))
     client_properties = oauth.get("client_properties") or {}
     if "client_id" in client_properties:
         values[client_properties["client_id"]] = claimed.app.client_id
@@ -526,7 +547,7 @@ def complete_callback(
             raise HandshakeFailed("invalid_request", "the provider's redirect has no code")
         _authorize_url, token_url = _handshake_urls(card, claimed.inputs)
         token = exchange_code(card, claimed, token_url, callback_url(public_url), args["code"], timeout)
-        values = handshake_values(card, claimed, token, args)
+        values = handshake_values(card, claimed, token, args, callback_url(public_url))
         secret_id = _issue_secret(session, keyring, claimed, values, secret_ttl)
         if claimed.source_id is None:
             log.info("oauth handshake completed", extra={

@@ -24,11 +24,13 @@ from sqlalchemy.orm import Session, contains_eager, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..catalog import Catalog
+from ..catalog.access import access_denied
 from ..catalog.cards import ReportCard
 from ..crypto import Keyring, Sealed
 from ..db import begin_write
 from ..errors import ApiError, Conflict, Invalid, NotFound
 from ..models import IdempotencyKey, Source, SourceCredential, SourceEvent, utcnow
+from ..schemas import id_from_text
 from ..templating import render
 from .rules import DestinationRule, check_properties, derive_name, name_problem
 
@@ -268,6 +270,9 @@ def create_source(
         if replayed is not None:
             return replayed, True
     card = _card_for(catalog, source_type)
+    denied = access_denied(card, catalog.access)
+    if denied is not None:
+        raise denied
     problems = check_properties(card, change.properties, {}, destinations)
     assert change.display_name is not None
     derived_from = None if change.name else change.display_name
@@ -455,11 +460,13 @@ def encode_cursor(source_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
+    """The id a cursor of :func:`encode_cursor` holds: its exact ASCII digits, nothing int() would
+    also read ("４", " 4", "4_0")."""
     try:
-        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        value = id_from_text(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        value = -1
-    if value < 1:
+        value = None
+    if value is None:
         raise ApiError("cursor is not one this service gave out", status=400,
                        details=[{"field": "cursor", "reason": "invalid cursor"}])
     return value
