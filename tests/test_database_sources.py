@@ -288,8 +288,8 @@ def test_a_name_resolving_to_the_metadata_service_is_refused(app, client, accoun
 
 @pytest.mark.parametrize(("properties", "bad", "words"), [
     ({"host": "169.254.169.254"}, "host", "cloud metadata service"),
-    ({"host": "x" * 10_000}, "host", "at most 253"),
-    ({"host": "a b; DROP"}, "host", "not a host name"),
+    ({"host": "x" * 10_000}, "host", "host name"),  # the card's hostname format, or the 253-character rule
+    ({"host": "a b; DROP"}, "host", "host name"),
     ({"port": "0"}, "port", "1 to 65535"),
     ({"port": "65536"}, "port", "1 to 65535"),
     ({"port": "99999999999999999999"}, "port", "1 to 65535"),
@@ -311,7 +311,7 @@ def test_an_update_to_a_refused_host_changes_nothing(app, client, account, postg
     source_id = create_source(client, account, "platform.hp-postgres", pg_properties(postgres_source))
     before = source_body(client, account, source_id)
     response = client.put(f"/v4/sources/{source_id}", headers=account.headers,
-                          json={"properties": {"host": "fd00:ec2::254"}})
+                          json={"properties": {"host": "100.100.100.200"}})
     assert "never allowed" in assert_error(response, 422, "invalid_properties")["message"]
     assert source_body(client, account, source_id) == before
 

@@ -19,7 +19,7 @@ from ..catalog.cards import PropertySpec, ReportCard
 from ..catalog.formats import FORMAT_WORDS
 from ..catalog.patterns import is_boolean_pattern, literal_options, pattern_words
 from ..connectors.base import Availability
-from ..connectors.registry import get_connectors
+from ..connectors.registry import NOT_CHECKABLE, get_connectors
 
 EDITABLE_PROPERTY_TYPES = ("user_provided", "user_provided_immutable", "user_provided_advanced")
 # Input types for string formats a browser knows; other formats are text with a hint.
@@ -194,8 +194,10 @@ def availability(card: ReportCard) -> Availability:
     found = get_connectors().availability(card)
     if found.configurable:
         return found
-    return Availability(False, f"{found.reason}: the settings of {card.display_name} are saved, but the "
-                               "connection cannot be checked or its data discovered here")
+    why = (f"this deployment has no connector for {card.display_name}" if found.reason == NOT_CHECKABLE
+           else found.reason)
+    return Availability(False, f"{why}: the settings are saved, but the connection cannot be checked or its "
+                               "data discovered here")
 
 
 def _candidates(field: FormField, raw: str) -> list[Any]:
