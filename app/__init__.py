@@ -25,6 +25,7 @@ from .connectors import registry as connectors
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
 from .models import load_all_models
+from .sources.availability import log_sources_without_card
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -40,8 +41,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     load_all_models()
     logs.init_app(app)
-    db.init_app(app)
-    catalog.init_app(app)
+    database = db.init_app(app)
+    loaded = catalog.init_app(app)
+    log_sources_without_card(database.Session, loaded)
     oauth.init_app(app)
     discovery.init_app(app)
     crypto.init_app(app)

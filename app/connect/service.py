@@ -31,6 +31,7 @@ from ..models import Account, Source, utcnow
 from ..oauth import handshake
 from ..oauth.redirect_urls import allowlist_problem, redirect_url_problem, with_query
 from ..sources import service as sources
+from ..sources.availability import type_unavailable
 from ..sources.facts import facts_for
 from ..sources.presenter import setup_state
 from ..sources.steps import derive_step
@@ -125,6 +126,8 @@ def create_session(session: Session, catalog: Catalog, account_id: int, body: di
             if source is None:
                 raise NotFound(f"source {source_id} not found",
                                details=[{"field": "source_id", "reason": "no such source in this account"}])
+            if source.type not in catalog:
+                raise type_unavailable(source.type)
             if asked is not None and source.type not in asked:
                 raise _invalid("source_id", f"source {source_id} is of type {source.type!r}, which the "
                                "session does not allow", "invalid_type")
@@ -210,7 +213,7 @@ def page_state(session: Session, catalog: Catalog, row: ConnectSession) -> PageS
         streams = list(session.scalars(select(Stream).where(Stream.source_id == source.id).order_by(Stream.id)))
     state.provided = facts.provided
     state.step = derive_step(card, facts).type
-    state.setup_state = setup_state(source)
+    state.setup_state = setup_state(source, card)
     state.setup_error = source.broken_reason
     state.streams = [_stream_view(s) for s in streams]
     return state
@@ -329,10 +332,10 @@ def start_oauth(session: Session, catalog: Catalog, keyring: Keyring, row: Conne
     return consent.consent_url
 
 
-def retry_check(session: Session, row: ConnectSession) -> None:
+def retry_check(session: Session, catalog: Catalog, row: ConnectSession) -> None:
     if row.source_id is None:
         raise Conflict("nothing to check yet: fill in the form first")
-    discovery.request_discovery(session, row.account_id, row.source_id)
+    discovery.request_discovery(session, catalog, row.account_id, row.source_id)
 
 
 def save_selection(session: Session, catalog: Catalog, row: ConnectSession, chosen_streams: list[str],

@@ -110,7 +110,7 @@ def send_api_request(
     (on SQLite, the write lock) in a transaction of its own.
     """
     settings = settings or TokenSettings.from_config(current_app.config, network=network_policy(current_app))
-    return send_rendered_request(session_factory, keyring, card, source.id, template_context(keyring, source),
+    return send_rendered_request(session_factory, keyring, card, source.id, template_context(keyring, source, card),
                                  request_spec, settings)
 
 

@@ -33,6 +33,7 @@ from ..crypto import Keyring
 from ..models import utcnow
 from ..templating import TemplateProblem, render
 from .base import Availability, ConnectorFailure, DiscoveredStream, SourceTarget
+from .context import context_of
 from .errors import AuthConfigurationError, CredentialsRejected, TokenUnavailable
 from .http import send_rendered_request
 from .network import DestinationRefused
@@ -188,8 +189,7 @@ class HttpConnector:
         return card.api
 
     def _send(self, target: SourceTarget, spec: Mapping[str, Any]) -> requests.Response:
-        context = {"properties": dict(target.properties), "account": {"id": target.account_id},
-                   "source": {"id": target.source_id, "name": target.name}}
+        context = context_of(target.card, target.properties, target.account_id, target.source_id, target.name)
         with _as_connector_failures():
             return send_rendered_request(self.session_factory, self.keyring, target.card, target.source_id,
                                          context, spec, self.settings)

@@ -32,6 +32,7 @@ from ..db import begin_write, get_db
 from ..jobs.queue import ClaimedJob
 from ..jobs.worker import JobFailed, register_handler
 from ..models import Source, utcnow
+from ..sources.availability import TYPE_UNAVAILABLE, unavailable_reason
 from ..sources.service import decrypted_properties, record_event
 from .models import ConnectionCheck
 from .service import CHECK_JOB, save_discovery
@@ -54,7 +55,8 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
         if check is None:
             check = ConnectionCheck(source_id=source.id, config_generation=generation)
             session.add(check)
-        check.status, check.started_at, check.error = "running", utcnow(), None
+        # The previous attempt's error stays visible until an attempt succeeds (see ConnectionCheck).
+        check.status, check.started_at, check.attempts = "running", utcnow(), job.attempts
         session.flush()
         check_id = check.id
         # ``credentials`` load with the source (selectin), so the object is usable after the
@@ -73,11 +75,13 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
 
 def _check_then_discover(app: Flask, source: Source, card: ReportCard | None,
                          generation: int) -> list[DiscoveredStream]:
+    if card is None:  # the type's card was removed from the catalog since the source was made
+        raise ConnectorFailure(TYPE_UNAVAILABLE, unavailable_reason(source.type)["message"], fixed_by="operator")
     connectors = get_connectors(app)
-    connector = None if card is None else connectors.for_card(card)
-    if card is None or connector is None:
-        reason = NOT_CHECKABLE if card is None else connectors.availability(card).reason
-        raise ConnectorFailure("not_checkable", reason or NOT_CHECKABLE, fixed_by="operator")
+    connector = connectors.for_card(card)
+    if connector is None:
+        raise ConnectorFailure("not_checkable", connectors.availability(card).reason or NOT_CHECKABLE,
+                               fixed_by="operator")
     target = SourceTarget(source_id=source.id, account_id=source.account_id, name=source.name,
                           config_generation=generation, card=card,
                           properties=decrypted_properties(get_keyring(app), source))
@@ -124,8 +128,8 @@ def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, stat
     changes: dict[str, Any] = {}
     with get_db(app).Session() as session, begin_write(session):
         source = session.scalars(select(Source).where(Source.id == job.source_id).with_for_update()).one()
-        check = session.get(ConnectionCheck, check_id)
-        check.status, check.error = status, error
+        check = session.get_one(ConnectionCheck, check_id)
+        check.status, check.error, check.error_at = status, error, None if error is None else utcnow()
         if status != "queued":
             check.completed_at = utcnow()
         current = source.config_generation == generation and source.deleted_at is None

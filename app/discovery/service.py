@@ -14,6 +14,7 @@ from ..db import begin_write
 from ..errors import Conflict, Invalid, NotFound
 from ..jobs.queue import enqueue
 from ..models import Source, utcnow
+from ..sources.availability import type_unavailable
 from ..sources.facts import facts_for, provided_names
 from ..sources.service import _live_source, decode_cursor, encode_cursor, record_event
 from ..sources.steps import derive_step
@@ -45,6 +46,9 @@ def queue_check(session: Session, source: Source) -> ConnectionCheck:
     if check is None:
         check = ConnectionCheck(source_id=source.id, config_generation=source.config_generation)
         session.add(check)
+    elif check.config_generation != source.config_generation:
+        # A retry of an older configuration becomes this one's check: its errors said nothing of this.
+        check.error, check.error_at, check.attempts = None, None, 0
     check.config_generation = source.config_generation
     job.payload = {"config_generation": source.config_generation}
     session.flush()
@@ -57,9 +61,11 @@ def queue_check_when_ready(session: Session, source: Source, card: ReportCard, c
         queue_check(session, source)
 
 
-def request_discovery(session: Session, account_id: int, source_id: int) -> ConnectionCheck:
+def request_discovery(session: Session, catalog: Catalog, account_id: int, source_id: int) -> ConnectionCheck:
     with begin_write(session):
         source = _live_source(session, account_id, source_id, lock=True)
+        if source.type not in catalog:
+            raise type_unavailable(source.type)
         return queue_check(session, source)
 
 
@@ -125,6 +131,8 @@ def update_selection(session: Session, catalog: Catalog, account_id: int, source
     with begin_write(session):
         source = _live_source(session, account_id, source_id, lock=True)
         card = catalog.get(source.type)
+        if card is None:
+            raise type_unavailable(source.type)
         if not card.has_step("field_selection"):
             raise Conflict(f"source type {card.type} has no field selection", type="not_ready")
         position = derive_step(card, facts_for(session, [source])[source.id])

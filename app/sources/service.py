@@ -32,6 +32,7 @@ from ..errors import ApiError, Conflict, Invalid, NotFound
 from ..models import IdempotencyKey, Source, SourceCredential, SourceEvent, utcnow
 from ..schemas import id_from_text
 from ..templating import render
+from .availability import type_unavailable
 from .rules import DestinationRule, check_properties, derive_name, name_problem
 
 CREDENTIAL_SENTINEL = object()  # stands for a stored credential's value, which is never compared
@@ -345,7 +346,9 @@ def update_source(
             raise Conflict("the source changed since you read it (If-Match is stale)",
                            type="stale_version",
                            details=[{"field": "If-Match", "reason": "does not match the current ETag"}])
-        card = _card_for(catalog, source.type)
+        card = catalog.get(source.type)
+        if card is None:
+            raise type_unavailable(source.type)
         problems = check_properties(card, change.properties, _current_values(source), destinations)
         if problems:
             raise _invalid_properties(problems)
