@@ -19,6 +19,7 @@ from . import (
     request_checks,
     secrets_store,
     security_headers,
+    webhooks,
 )
 from .config import default_database_url, settings_from_environment
 from .connectors import registry as connectors
@@ -49,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     crypto.init_app(app)
     secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here
     connectors.init_app(app)  # after db and crypto: the network policy and one connector per kind
+    webhooks.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it counts by g.principal
     request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter
@@ -64,8 +66,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .oauth.routes import blueprint as oauth_routes
     from .source_types.routes import blueprint as source_types
     from .sources.routes import blueprint as sources
+    from .webhooks.routes import blueprint as webhook_routes
 
-    for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions):
+    for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions, webhook_routes):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(connect_page)
