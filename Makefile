@@ -20,7 +20,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.installed
 	$(BIN)/flask --app wsgi connect init
-	CONNECT_EMBEDDED_WORKER=$${CONNECT_EMBEDDED_WORKER:-1} $(BIN)/gunicorn --bind $(HOST):$(PORT) \
+	CONNECT_EMBEDDED_WORKER=$${CONNECT_EMBEDDED_WORKER:-1} \
+	CONNECT_ALLOWED_SOURCE_NETWORKS=$${CONNECT_ALLOWED_SOURCE_NETWORKS-127.0.0.0/8,::1/128} $(BIN)/gunicorn --bind $(HOST):$(PORT) \
 		--workers $(WEB_WORKERS) --threads 4 --error-logfile - wsgi:app
 
 test: $(VENV)/.installed

@@ -22,6 +22,7 @@ from . import (
     webhooks,
 )
 from .config import default_database_url, settings_from_environment
+from .connectors import registry as connectors
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
 from .models import load_all_models
@@ -48,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     discovery.init_app(app)
     crypto.init_app(app)
     secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here
+    connectors.init_app(app)  # after db and crypto: the network policy and one connector per kind
     webhooks.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it counts by g.principal

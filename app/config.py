@@ -47,6 +47,11 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
      "Seconds before expiry at which an access token is refreshed."),
     ("CONNECT_HTTP_TIMEOUT", "HTTP_TIMEOUT", 20.0, float,
      "Seconds to wait for a provider or source API before giving up."),
+    ("CONNECT_ALLOWED_SOURCE_NETWORKS", "ALLOWED_SOURCE_NETWORKS", "", str,
+     "Comma-separated CIDRs of private, loopback, CGNAT or unique-local networks that sources (APIs, "
+     "token endpoints, databases) may be reached in, such as `10.0.0.0/8,127.0.0.0/8,::1/128`. Empty: "
+     "only public addresses. Link-local and cloud metadata addresses and the service's own database are "
+     "refused whatever this says."),
     ("CONNECT_EMBEDDED_WORKER", "EMBEDDED_WORKER", False, bool,
      "Run a job worker thread inside the API process (set by `make run`)."),
     ("CONNECT_JOB_LEASE_SECONDS", "JOB_LEASE_SECONDS", 60, int,

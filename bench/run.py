@@ -34,7 +34,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import loadgen, seed
+from . import discovery, loadgen, seed
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -474,6 +474,8 @@ def markdown(report: dict) -> str:
     for backend, result in report["backends"].items():
         rss = result["rss_mib"]
         lines.append(f"| {backend} | {', '.join(map(str, rss['service']))} | {', '.join(map(str, rss['baseline']))} |")
+    if report.get("discovery"):
+        lines += ["", *discovery.markdown(report["discovery"], settings.get("discovery_runs", 3))]
     lines += ["", "## Targets", "", "| target | db | value | met |", "|---|---|---:|---|"]
     for verdict in report["targets"]:
         lines.append(f"| {verdict['target']} | {verdict['backend']} | {verdict['value']} | "
@@ -537,6 +539,8 @@ def main() -> int:
     parser.add_argument("--page-runs", type=int, default=60)
     parser.add_argument("--startup-repeats", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--discovery-tables", type=int, nargs="*", default=[200, 2000],
+                        help="database discovery rows: tables per source database (none: skip)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -588,6 +592,10 @@ def main() -> int:
                 raise SystemExit(f"unknown backend {backend!r}")
             with database as url:
                 report["backends"][backend] = bench_backend(backend, url, loader, args, tmp, cores)
+    if args.discovery_tables:
+        log(f"database discovery: {args.discovery_tables} tables")
+        report["discovery"] = discovery.measure(args.discovery_tables)
+        report["settings"]["discovery_runs"] = 3
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["targets"] = evaluate(report)
     args.output.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,17 @@ Private parts
     Segment workspace/source selections for a webhook install, not tokens; no OAuth 2
     endpoints for it are documented in the data or the provider catalog.
 * auth / api are not written: the service cannot reach the real providers from here.
+<<<<<<< HEAD
 * singer (the Singer tap that checks and discovers the type): see SINGER_TAPS below.
+=======
+* connector / database (DATABASE_DIALECTS, database_section): the database types get
+  ``"connector": "database"`` and a ``database`` section naming their dialect and which of the
+  card's own properties plays each role the connector needs (host, port, database — ``dbname``,
+  ``database`` or Oracle's ``sid`` —, user, password, ssl, filter_dbs, filter_schemas — Redshift's
+  ``schema`` —, ssh, use_log_based_replication, ssl_client_auth_enabled). A role is written only
+  when the card has such a property. Aurora and Heroku Postgres speak the MySQL and PostgreSQL
+  protocols, so they get the same sections.
+>>>>>>> i14c
 
 Usage: ``python scripts/build_report_cards.py [--source-types P] [--oauth-providers P]
 [--out DIR]`` (paths default to ../shared/data/* and report_cards/ relative to the repo root).
@@ -809,6 +819,42 @@ def oauth_section(
     return section
 
 
+# Source type -> the database connector's dialect (app/connectors/database).
+DATABASE_DIALECTS = {
+    **dict.fromkeys(("platform.postgres", "platform.hp-postgres", "platform.cloudsql_pg", "platform.hp-cloudsql-pg",
+                     "platform.heroku_pg", "platform.hp-heroku-pg"), "postgresql"),
+    "platform.redshift": "redshift",
+    **dict.fromkeys(("platform.mysql", "platform.hp-mysql", "platform.mariadb", "platform.hp-mariadb",
+                     "platform.cloudsql", "platform.hp-cloudsql", "platform.aurora", "platform.hp-aurora"), "mysql"),
+    "platform.mssql": "mssql",
+    "platform.oracle": "oracle",
+}
+# Connector role -> the property names that play it, first match wins.
+DATABASE_ROLES = {
+    "host": ("host",), "port": ("port",), "database": ("dbname", "database", "sid"), "user": ("user",),
+    "password": ("password",), "ssl": ("ssl",), "filter_dbs": ("filter_dbs",),
+    "filter_schemas": ("filter_schemas", "schema"), "ssh": ("ssh",), "log_based": ("use_log_based_replication",),
+    "ssl_client_auth": ("ssl_client_auth_enabled",),
+}
+
+
+def database_section(source_type: str, steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``database`` section of a database type (None for every other type)."""
+    dialect = DATABASE_DIALECTS.get(source_type)
+    if dialect is None:
+        return None
+    names = {p["name"] for step in steps for p in step["properties"]}
+    roles = {}
+    for role, candidates in DATABASE_ROLES.items():
+        found = next((name for name in candidates if name in names), None)
+        if found is not None:
+            roles[role] = found
+    missing = [role for role in ("host", "user") if role not in roles]
+    if missing:
+        raise SystemExit(f"{source_type}: database type without a property for {missing}")
+    return {"dialect": dialect, "properties": roles}
+
+
 def check_card(card: dict[str, Any]) -> None:
     """Invariants the JSON Schema cannot express: unique property names in a card."""
     names = [p["name"] for step in card["steps"] for p in step["properties"]]
@@ -861,6 +907,11 @@ def build_cards(
                 raise SystemExit(f"{source_type}: oauth step but no decision on managed OAuth")
         elif source_type in OAUTH_SPECS:
             raise SystemExit(f"{source_type}: oauth spec but the card has no oauth step")
+
+        database = database_section(source_type, steps)
+        if database is not None:
+            card["connector"] = "database"
+            card["database"] = database
 
         check_card(card)
         cards.append(card)
@@ -1277,6 +1328,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {len(cards)} report cards to {args.out}")
     print(f"display name derived from the type for {len(derived)}: {', '.join(derived)}")
     print(f"with a managed oauth section: {len(with_oauth)}")
+    databases = [c["type"] for c in cards if c.get("connector") == "database"]
+    print(f"database connector: {len(databases)}: {', '.join(databases)}")
     print(f"without an oauth section: {len(cards) - len(with_oauth)}")
     print(f"  {len(no_oauth_step)} have no oauth step (credentials in the form, or none)")
     for source_type, reason in sorted(without_oauth.items()):

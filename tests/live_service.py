@@ -35,6 +35,7 @@ def service_environment(database_url: str, *card_folders: Path, **extra: str) ->
         "CONNECT_LOG_LEVEL": "WARNING",
         "CONNECT_RATE_LIMIT": "",
         "CONNECT_EMBEDDED_WORKER": "0",
+        "CONNECT_ALLOWED_SOURCE_NETWORKS": "127.0.0.0/8,::1/128",
         **extra,
     }
 

@@ -287,7 +287,7 @@ def _worker_process(database_url: str, report_cards: str, keys: str, seconds: fl
     from app import create_app
 
     app = create_app({"DATABASE_URL": database_url, "REPORT_CARDS": report_cards, "ENCRYPTION_KEYS": keys,
-                      "OPERATOR_TOKEN": "unused"})
+                      "OPERATOR_TOKEN": "unused", "ALLOWED_SOURCE_NETWORKS": "127.0.0.0/8,::1/128"})
     worker = Worker(app, poll_interval=0.05)
     stop_at = time.monotonic() + seconds
     idle_since = None
@@ -335,7 +335,8 @@ def test_a_killed_workers_job_completes_once_after_its_lease(app, client, accoun
     data_api.fail_next_requests("slow", count=1, path_prefix="/bearer/check")
     env = {**os.environ, "CONNECT_DATABASE_URL": app.config["DATABASE_URL"],
            "CONNECT_REPORT_CARDS": app.config["REPORT_CARDS"], "CONNECT_ENCRYPTION_KEYS": app.config["ENCRYPTION_KEYS"],
-           "CONNECT_OPERATOR_TOKEN": "unused", "CONNECT_JOB_LEASE_SECONDS": "2", "FLASK_APP": "wsgi"}
+           "CONNECT_OPERATOR_TOKEN": "unused", "CONNECT_JOB_LEASE_SECONDS": "2", "FLASK_APP": "wsgi",
+           "CONNECT_ALLOWED_SOURCE_NETWORKS": app.config["ALLOWED_SOURCE_NETWORKS"]}
     root = Path(__file__).resolve().parent.parent
     worker = subprocess.Popen([sys.executable, "-m", "flask", "connect", "worker", "--threads", "1",
                                "--poll-interval", "0.1"], cwd=root, env=env,

@@ -799,3 +799,18 @@ def test_handshake_rows_are_sealed_and_covered_by_key_rotation(connect, account,
     for row in rows(connect.application, OAuthState) + rows(connect.application, OAuthSecret):
         assert keyring.open(SealedValue(row.key_id, row.ciphertext), row.associated_data) == "{}"
     assert rows(connect.application, SourceEvent)
+
+
+def test_a_token_endpoint_the_network_rules_refuse_ends_the_handshake(make_app, operator, new_account,
+                                                                       provider: OAuthProvider,
+                                                                       provider_port) -> None:
+    strict = make_app(PUBLIC_URL=PUBLIC_URL, HTTP_TIMEOUT=2.0, ALLOWED_SOURCE_NETWORKS="")  # no loopback
+    connect = strict.test_client()
+    account = new_account("Strict")
+    client_id, client_secret = register_app(provider, "strict-app")
+    assert put_app(connect, operator, TYPE, client_id, client_secret).status_code == 200
+    before = provider.token_requests
+    location = run_handshake(connect, account, provider_port)
+    assert query(location)["error"] == "server_error"
+    assert "loopback" in query(location)["error_description"]
+    assert provider.token_requests == before  # the code was never sent

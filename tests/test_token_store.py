@@ -85,7 +85,7 @@ def test_concurrent_callers_in_several_processes_cause_one_refresh(client, app, 
     results = context.Queue()
     config = {key: app.config[key] for key in (
         "TESTING", "DATABASE_URL", "OPERATOR_TOKEN", "REPORT_CARDS", "ENCRYPTION_KEYS",
-        "TOKEN_REFRESH_MARGIN", "HTTP_TIMEOUT")}
+        "TOKEN_REFRESH_MARGIN", "HTTP_TIMEOUT", "ALLOWED_SOURCE_NETWORKS")}
     config["LOG_LEVEL"] = "WARNING"
     processes = [context.Process(target=run_callers, args=(config, source_id, THREADS_PER_PROCESS, barrier, results))
                  for _ in range(PROCESSES)]

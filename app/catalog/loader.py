@@ -170,6 +170,11 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
                 if name not in seen_names:
                     problems.append(CatalogProblem(
                         file, f"$.oauth.{section}.{key}", f"no property {name!r} in this card"))
+    for role, name in ((document.get("database") or {}).get("properties") or {}).items():
+        if name not in seen_names:
+            problems.append(CatalogProblem(file, f"$.database.properties.{role}", f"no property {name!r} in this card"))
+    if document.get("connector") == "database" and not document.get("database"):
+        problems.append(CatalogProblem(file, "$.database", "a database connector needs a database section"))
     return problems
 
 

@@ -19,6 +19,7 @@ from ..catalog.cards import PropertySpec, ReportCard
 from ..catalog.formats import FORMAT_WORDS
 from ..catalog.patterns import is_boolean_pattern, literal_options, pattern_words
 from ..connectors.base import Availability
+from ..connectors.registry import NOT_CHECKABLE, get_connectors
 
 EDITABLE_PROPERTY_TYPES = ("user_provided", "user_provided_immutable", "user_provided_advanced")
 # Input types for string formats a browser knows; other formats are text with a hint.
@@ -188,14 +189,15 @@ def docs_url(card: ReportCard) -> str | None:
 
 
 def availability(card: ReportCard) -> Availability:
-    """Whether this deployment can take a source of this type to the end (check and discovery).
-
-    The one place the page asks; until the connector registry is wired in, a type is configurable
-    exactly when its card names a connector."""
-    if card.connector is not None:
-        return Availability(True)
-    return Availability(False, f"this deployment has no connector for {card.display_name}: the settings are "
-                               "saved, but the connection cannot be checked or its data discovered here")
+    """Whether this deployment can take a source of this type to the end (check and discovery): the
+    connector registry's answer (app/connectors/registry.py), in words for the page."""
+    found = get_connectors().availability(card)
+    if found.configurable:
+        return found
+    why = (f"this deployment has no connector for {card.display_name}" if found.reason == NOT_CHECKABLE
+           else found.reason)
+    return Availability(False, f"{why}: the settings are saved, but the connection cannot be checked or its "
+                               "data discovered here")
 
 
 def _candidates(field: FormField, raw: str) -> list[Any]:

@@ -20,6 +20,7 @@ from ..auth import hash_token
 from ..catalog import Catalog
 from ..catalog.access import access_denied
 from ..catalog.cards import ReportCard
+from ..connectors.registry import get_connectors
 from ..crypto import Keyring
 from ..db import begin_write
 from ..discovery import service as discovery
@@ -261,7 +262,8 @@ def _source_of(session: Session, catalog: Catalog, keyring: Keyring, row: Connec
     if row.source_id is not None:
         if properties:
             return sources.update_source(session, catalog, keyring, row.account_id, row.source_id,
-                                         sources.SourceChange(properties=properties))
+                                         sources.SourceChange(properties=properties),
+                                         destinations=get_connectors().destination_problems)
         return sources.get_source(session, row.account_id, row.source_id)
     if row.source_type is None:
         raise _invalid("source_type", "choose a source type first", "invalid_type")
@@ -273,7 +275,8 @@ def _source_of(session: Session, catalog: Catalog, keyring: Keyring, row: Connec
             created, _ = sources.create_source(
                 session, catalog, keyring, row.account_id, card.type,
                 sources.SourceChange(display_name=display_name, properties=properties),
-                {"connect_session": row.id, "properties": sorted(properties)})
+                {"connect_session": row.id, "properties": sorted(properties)},
+                destinations=get_connectors().destination_problems)
             break
         except Conflict as clash:  # the card's display name is taken in this account: add a suffix
             if clash.type != "invalid_name" or attempt == 4:

@@ -40,16 +40,21 @@ class ConnectorFailure(Exception):
     ``source_unreachable``, ``connector_not_installed`` …); ``message`` is for the end user and
     never holds a secret value or a full DSN. ``operator_detail`` may hold more for the operator's
     log (already redacted, bounded in size); it is never shown in an API response.
+    ``broken_reason``, for a failure the user must fix, is what the source's ``broken_reason`` (its
+    report card's ``setup_error``) becomes when the connector has more to say than ``error`` (the
+    token store's reason, e.g. ``after_lost_answer``); by default it is ``error``.
     """
 
     def __init__(self, error_type: str, message: str, *, fixed_by: FixedBy,
-                 retry_after: float | None = None, operator_detail: str | None = None) -> None:
+                 retry_after: float | None = None, operator_detail: str | None = None,
+                 broken_reason: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
         self.fixed_by = fixed_by
         self.retry_after = retry_after
         self.operator_detail = operator_detail
+        self.broken_reason = broken_reason
 
     @property
     def error(self) -> dict[str, str]:

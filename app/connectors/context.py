@@ -28,13 +28,18 @@ from .errors import AuthConfigurationError
 
 
 def template_context(keyring: Keyring, source: Source, card: ReportCard) -> dict[str, Any]:
-    provided = decrypted_properties(keyring, source)
+    return context_of(card, decrypted_properties(keyring, source), source.account_id, source.id, source.name)
+
+
+def context_of(card: ReportCard, provided: Mapping[str, Any], account_id: int, source_id: int,
+               source_name: str) -> dict[str, Any]:
+    """The context from properties already opened (a connector's :class:`~app.connectors.base.SourceTarget`)."""
     left_out = {name: absent(name) for name, spec in card.properties.items()
                 if not spec.is_required and name not in provided}
     return {
         "properties": {**left_out, **provided},
-        "account": {"id": source.account_id},
-        "source": {"id": source.id, "name": source.name},
+        "account": {"id": account_id},
+        "source": {"id": source_id, "name": source_name},
     }
 
 

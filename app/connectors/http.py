@@ -28,6 +28,7 @@ from ..models import Source
 from .authenticators import Authenticator, TokenAuth, static_authenticator, token_injection
 from .context import rendered, template_context
 from .errors import AuthConfigurationError
+from .network import network_policy
 from .tokens import TokenSettings, TokenStore
 
 
@@ -108,19 +109,37 @@ def send_api_request(
     Call it outside any transaction that locks the source: a refresh takes the source's row lock
     (on SQLite, the write lock) in a transaction of its own.
     """
-    settings = settings or TokenSettings.from_config(current_app.config)
+    settings = settings or TokenSettings.from_config(current_app.config, network=network_policy(current_app))
+    return send_rendered_request(session_factory, keyring, card, source.id, template_context(keyring, source, card),
+                                 request_spec, settings)
+
+
+def send_rendered_request(
+    session_factory: sessionmaker[Session],
+    keyring: Keyring,
+    card: ReportCard,
+    source_id: int,
+    context: Mapping[str, Any],
+    request_spec: Mapping[str, Any],
+    settings: TokenSettings,
+) -> requests.Response:
+    """:func:`send_api_request` with the template context already built (properties opened).
+
+    Every connection it opens (to the API, and the token store's to the token or login endpoint)
+    goes through ``settings.network``: a refused address raises
+    :class:`~app.connectors.network.DestinationRefused`.
+    """
     auth_spec = request_spec.get("auth", card.auth)
     if auth_spec is not card.auth and (auth_spec or {}).get("type") in ("oauth2", "session_token"):
         # The token store caches the tokens of the card's own auth section, one per source and kind.
         raise AuthConfigurationError(f"{card.type}: a request's own auth must be none/basic/bearer/api_key")
-    context = template_context(keyring, source, card)
     store = None
     if (auth_spec or {}).get("type") in ("oauth2", "session_token"):
-        store = TokenStore(session_factory, keyring, card, source.id, settings)
+        store = TokenStore(session_factory, keyring, card, source_id, settings)
     authenticator = build_authenticator(card, auth_spec, context, store)
     arguments = request_arguments(card, request_spec, context)
     timeout = float((card.api or {}).get("timeout_seconds") or settings.http_timeout)
-    with SameOriginSession() as http:
+    with settings.http_session(SameOriginSession) as http:
         response = http.request(**arguments, auth=authenticator, timeout=timeout)
         if response.status_code == 401 and authenticator.renew():
             response.close()

@@ -122,6 +122,7 @@ from .authenticators import IssuedToken, OAuth2Grant, SessionLogin
 from .context import rendered, template_context
 from .errors import AuthConfigurationError, CredentialsRejected, TokenRequestError, TokenUnavailable
 from .models import ACCESS_TOKEN, NO_TOKEN, SESSION_TOKEN, SourceToken, token_associated_data
+from .network import NetworkPolicy
 
 log = logging.getLogger("connect.tokens")
 
@@ -149,11 +150,19 @@ _PROPERTY_TEMPLATE = re.compile(r"^\{\{\s*properties\.([A-Za-z_][A-Za-z0-9_$]*)\
 class TokenSettings:
     refresh_margin: float = 300.0
     http_timeout: float = 20.0
+    # The rules every connection to a token, login or API endpoint obeys (app/connectors/network.py);
+    # the default refuses private and loopback addresses.
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TokenSettings:
+    def from_config(cls, config: Mapping[str, Any], network: NetworkPolicy | None = None) -> TokenSettings:
         return cls(refresh_margin=float(config.get("TOKEN_REFRESH_MARGIN", 300)),
-                   http_timeout=float(config.get("HTTP_TIMEOUT", 20.0)))
+                   http_timeout=float(config.get("HTTP_TIMEOUT", 20.0)),
+                   network=network or NetworkPolicy.from_config(config))
+
+    def http_session(self, session_class: type[requests.Session] = requests.Session) -> requests.Session:
+        """A session for calls on a source's behalf: every connection it opens is vetted."""
+        return self.network.http_session(session_class)
 
     @property
     def lease_seconds(self) -> float:
@@ -345,7 +354,7 @@ class TokenStore:
         where = f"{self.card.type}: auth"
         auth = rendered(self.auth, claim.context, where)
         sent_refresh_token: str | None = None
-        with requests.Session() as http:
+        with self.settings.http_session() as http:
             try:
                 if kind == ACCESS_TOKEN:
                     grant = OAuth2Grant.from_spec(auth, where)
@@ -692,7 +701,7 @@ class TokenStore:
         auth = rendered(self.auth, context, f"{self.card.type}: auth")
         login = SessionLogin.from_spec(auth, self._base_url(context), f"{self.card.type}: auth")
         deadline = time.monotonic() + REFRESH_BUDGET_SECONDS
-        with requests.Session() as http:
+        with self.settings.http_session() as http:
             for failures in range(1, MAX_ROUNDS + 1):
                 try:
                     return login.log_in(http, self.settings.http_timeout, utcnow).value

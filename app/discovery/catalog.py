@@ -11,37 +11,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+# The metadata of a card's declarative streams is built by the http connector; named here too, for
+# callers that read the catalog rules in one place.
+from ..connectors.http_connector import discovered_metadata  # noqa: F401
+
 WRITABLE_KEYS = ("selected", "replication-method", "replication-key")
 REPLICATION_METHODS = ("FULL_TABLE", "INCREMENTAL", "LOG_BASED")
 
 
 def breadcrumb_key(breadcrumb: list[str]) -> str:
     return json.dumps(list(breadcrumb), separators=(",", ":"))
-
-
-def discovered_metadata(spec: Mapping[str, Any], supported: bool) -> list[dict[str, Any]]:
-    """Singer metadata for one stream of a card's ``api.streams`` as discovery saw it."""
-    keys = list(spec.get("key_properties", ()))
-    replication_keys = list(spec.get("valid_replication_keys", ()))
-    stream_level: dict[str, Any] = {
-        "inclusion": "available" if supported else "unsupported",
-        "selected-by-default": bool(spec.get("selected_by_default", False)) and supported,
-        "table-key-properties": keys,
-        "valid-replication-keys": replication_keys,
-    }
-    if spec.get("forced_replication_method"):
-        stream_level["forced-replication-method"] = spec["forced_replication_method"]
-    entries = [{"breadcrumb": [], "metadata": stream_level}]
-    for field in spec["schema"].get("properties", {}):
-        if not supported:
-            inclusion = "unsupported"
-        elif field in keys or field in replication_keys:
-            inclusion = "automatic"
-        else:
-            inclusion = "available"
-        entries.append({"breadcrumb": ["properties", field],
-                        "metadata": {"inclusion": inclusion, "selected-by-default": inclusion != "unsupported"}})
-    return entries
 
 
 def effective_selected(metadata: Mapping[str, Any], selection: Mapping[str, Any]) -> bool:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response, jsonify, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 from .. import db
 from ..auth import account_only, current_account_id
 from ..catalog import get_catalog
 from ..schemas import ApiErrorSchema
 from . import service
-from .schemas import ConnectionCheckSchema, SelectionSchema, StreamSchema, StreamSummarySchema
+from .schemas import (
+    ConnectionCheckSchema,
+    SelectionSchema,
+    StreamListArgsSchema,
+    StreamSchema,
+    StreamSummarySchema,
+)
 
 blueprint = Blueprint("streams", __name__, url_prefix="/v4/sources",
                       description="Connection checks, discovered streams and field selection.")
@@ -49,11 +56,23 @@ class Discover(MethodView):
 class Streams(MethodView):
     decorators = [account_only]
 
+    @blueprint.arguments(StreamListArgsSchema(), location="query", unknown=RAISE)
     @blueprint.response(200, StreamSummarySchema(many=True))
     @blueprint.alt_response(404, schema=ApiErrorSchema)
-    def get(self, source_id: int) -> Response:
-        """The discovered streams with their effective selection."""
-        return summaries(service.list_streams(db.session(), current_account_id(), source_id))
+    def get(self, args: dict[str, Any], source_id: int) -> Response:
+        """The discovered streams with their effective selection, in discovery order.
+
+        The body stays the JSON array Stitch clients expect; a source with more streams than
+        ``?limit=`` (default and maximum 1000) is paged: the response then carries
+        ``Link: <…?limit=N&cursor=…>; rel="next"`` for the next page (RFC 8288), and no such header
+        on the last page."""
+        streams, next_cursor = service.list_streams(db.session(), current_account_id(), source_id,
+                                                    args["limit"], args["cursor"])
+        response = summaries(streams)
+        if next_cursor is not None:
+            next_url = url_for("streams.Streams", source_id=source_id, limit=args["limit"], cursor=next_cursor)
+            response.headers["Link"] = f'<{next_url}>; rel="next"'
+        return response
 
 
 @blueprint.route("/<int:source_id>/streams/<int:stream_id>")

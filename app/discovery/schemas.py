@@ -23,6 +23,15 @@ class ConnectionCheckSchema(Schema):
     completed_at = Timestamp(allow_none=True)
 
 
+STREAM_PAGE_DEFAULT = 1000  # a small source's streams come in one page
+STREAM_PAGE_MAX = 1000
+
+
+class StreamListArgsSchema(Schema):
+    limit = fields.Integer(load_default=STREAM_PAGE_DEFAULT, validate=validate.Range(min=1, max=STREAM_PAGE_MAX))
+    cursor = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+
+
 class StreamSummarySchema(Schema):
     stream_id = fields.Integer(required=True)
     tap_stream_id = fields.String(required=True)

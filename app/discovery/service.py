@@ -8,19 +8,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..catalog import Catalog
-from ..catalog.cards import CREDENTIAL_STEP_TYPES, ReportCard
+from ..catalog.cards import CREDENTIAL_STEP_TYPES, ReportCard, thaw
+from ..connectors.base import DiscoveredStream
 from ..db import begin_write
 from ..errors import Conflict, Invalid, NotFound
 from ..jobs.queue import enqueue
 from ..models import Source, utcnow
 from ..sources.availability import type_unavailable
 from ..sources.facts import facts_for, provided_names
-from ..sources.service import _live_source, record_event
+from ..sources.service import _live_source, decode_cursor, encode_cursor, record_event
 from ..sources.steps import derive_step
 from .catalog import (
     WRITABLE_KEYS,
     carry_selections,
-    discovered_metadata,
     merged_metadata,
     selection_problems,
     shown_selected,
@@ -79,10 +79,20 @@ def last_check(session: Session, account_id: int, source_id: int) -> ConnectionC
     return check
 
 
-def list_streams(session: Session, account_id: int, source_id: int) -> list[Stream]:
+def list_streams(session: Session, account_id: int, source_id: int, limit: int | None = None,
+                 cursor: str | None = None) -> tuple[list[Stream], str | None]:
+    """A page of the source's streams in discovery order (keyset on id) and the next page's cursor."""
+    query = select(Stream).where(Stream.source_id == source_id).order_by(Stream.id)
+    if cursor:
+        query = query.where(Stream.id > decode_cursor(cursor))
+    if limit is not None:
+        query = query.limit(limit + 1)
     with session.begin():
         _live_source(session, account_id, source_id, lock=False)
-        return list(session.scalars(select(Stream).where(Stream.source_id == source_id).order_by(Stream.id)))
+        rows = list(session.scalars(query))
+    if limit is None or len(rows) <= limit:
+        return rows, None
+    return rows[:limit], encode_cursor(rows[limit - 1].id)
 
 
 def get_stream(session: Session, account_id: int, source_id: int, stream_id: int) -> Stream:
@@ -159,20 +169,20 @@ def update_selection(session: Session, catalog: Catalog, account_id: int, source
         return sorted(rows.values(), key=lambda s: s.id)
 
 
-def save_discovery(session: Session, source: Source, found: list[tuple[dict[str, Any], bool]]) -> dict[str, list[str]]:
+def save_discovery(session: Session, source: Source, found: list[DiscoveredStream]) -> dict[str, list[str]]:
     """Replace the discovered streams, keeping selections of streams and fields that still exist."""
     existing = {s.tap_stream_id: s for s in session.scalars(select(Stream).where(Stream.source_id == source.id))}
     seen: set[str] = set()
-    for spec, supported in found:
-        tap_stream_id = spec["tap_stream_id"]
+    for discovered in found:
+        tap_stream_id = discovered.tap_stream_id
         seen.add(tap_stream_id)
-        metadata = discovered_metadata(spec, supported)
+        metadata = thaw(tuple(discovered.metadata))
         stream = existing.get(tap_stream_id)
         if stream is None:
             stream = Stream(source_id=source.id, tap_stream_id=tap_stream_id, selections={})
             session.add(stream)
-        stream.stream_name = spec.get("stream_name", tap_stream_id)
-        stream.schema = spec["schema"]
+        stream.stream_name = discovered.stream_name
+        stream.schema = thaw(discovered.schema)
         stream.discovered_metadata = metadata
         stream.selections = carry_selections(stream.selections or {}, metadata)
         stream.selected = stream_selected(metadata, stream.selections)

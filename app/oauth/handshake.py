@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from .. import redaction
 from ..catalog import Catalog
 from ..catalog.cards import ReportCard
+from ..connectors.network import DestinationRefused, network_policy
 from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
 from ..db import begin_write
@@ -404,6 +405,7 @@ def exchange_code(card: ReportCard, claimed: ClaimedState, token_url: str, redir
     if claimed.code_verifier:
         extra["code_verifier"] = claimed.code_verifier
     with _oauth_session(card, claimed.app, redirect_uri, claimed.code_verifier is not None) as client:
+        network_policy().guard(client)  # the token URL may be templated from the user's input
         client.register_compliance_hook("access_token_response", _require_success)
         try:
             token = client.fetch_token(token_url, grant_type="authorization_code", code=code,
@@ -411,6 +413,9 @@ def exchange_code(card: ReportCard, claimed: ClaimedState, token_url: str, redir
         except OAuthError as error:
             code_ = error.error if error.error in TOKEN_ERROR_CODES else "server_error"
             raise HandshakeFailed(code_, f"the provider's token endpoint answered with error {code_}") from None
+        except DestinationRefused as refused:
+            raise HandshakeFailed("server_error", f"the provider's token endpoint is refused: {refused.message}") \
+                from None
         except requests.Timeout:
             raise HandshakeFailed("temporarily_unavailable",
                                   f"the provider's token endpoint did not answer within {timeout:g} s") from None

@@ -13,6 +13,7 @@ from marshmallow import RAISE
 from .. import db
 from ..auth import account_only, current_account_id
 from ..catalog import get_catalog
+from ..connectors.registry import get_connectors
 from ..crypto import get_keyring
 from ..errors import Invalid
 from ..extensions import documented_only
@@ -82,7 +83,7 @@ class Sources(MethodView):
                           details=[{"field": "Idempotency-Key", "reason": "longer than 255"}])
         source, replayed = service.create_source(
             db.session(), get_catalog(), get_keyring(), current_account_id(), body["type"],
-            change_from(body), request.get_json(), key)
+            change_from(body), request.get_json(), key, destinations=get_connectors().destination_problems)
         headers = {"Location": url_for("sources.SourceById", source_id=source.id)}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -125,7 +126,7 @@ class SourceById(MethodView):
         """Update: given properties are set, null clears one, the rest keep their values."""
         source = service.update_source(
             db.session(), get_catalog(), get_keyring(), current_account_id(), source_id,
-            change_from(body), if_match_header())
+            change_from(body), if_match_header(), destinations=get_connectors().destination_problems)
         return source_response(source)
 
     @blueprint.response(200, SourceSchema)

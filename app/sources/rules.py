@@ -7,7 +7,7 @@ broken rule becomes one entry of ``details``. Messages about a credential never 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from anyascii import anyascii
@@ -16,6 +16,11 @@ from jsonschema.exceptions import ValidationError, best_match
 from ..catalog.cards import PropertySpec, ReportCard
 from ..catalog.formats import FORMAT_WORDS
 from ..catalog.patterns import pattern_words
+
+# (card, the source's properties as they would be after the change) -> problems: where the
+# connections those properties name would go, refused by the network rules (the connector registry's
+# ``destination_problems``, handed in by the caller so this module stays pure).
+DestinationRule = Callable[[ReportCard, Mapping[str, Any]], list[dict[str, str]]]
 
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_$]*$")
 NAME_MAX = 49  # "under 50 characters"
@@ -114,12 +119,26 @@ def check_properties(
     card: ReportCard,
     incoming: Mapping[str, Any],
     current: Mapping[str, Any],
+    destinations: DestinationRule | None = None,
 ) -> list[dict[str, str]]:
     """Problems with setting ``incoming`` on a source whose provided values are ``current``.
 
     ``current`` maps provided property names to values (credentials to a sentinel: their values
-    are never compared). ``None`` in ``incoming`` clears a property.
+    are never compared). ``None`` in ``incoming`` clears a property. ``destinations``, when given,
+    judges the host and port the resulting properties name (a refused literal address, an absurd
+    port), for properties without a problem of their own.
     """
+    problems = _property_problems(card, incoming, current)
+    if destinations is not None and incoming:
+        merged = {**current, **incoming}
+        flagged = {p["property"] for p in problems}
+        problems += [p for p in destinations(card, {k: v for k, v in merged.items() if v is not None})
+                     if p["property"] not in flagged]
+    return problems
+
+
+def _property_problems(card: ReportCard, incoming: Mapping[str, Any],
+                       current: Mapping[str, Any]) -> list[dict[str, str]]:
     problems: list[dict[str, str]] = []
     for name, value in incoming.items():
         spec = card.properties.get(name)

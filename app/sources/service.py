@@ -33,7 +33,7 @@ from ..models import IdempotencyKey, Source, SourceCredential, SourceEvent, utcn
 from ..schemas import id_from_text
 from ..templating import render
 from .availability import type_unavailable
-from .rules import check_properties, derive_name, name_problem
+from .rules import DestinationRule, check_properties, derive_name, name_problem
 
 CREDENTIAL_SENTINEL = object()  # stands for a stored credential's value, which is never compared
 MAX_PAGE = 100
@@ -261,6 +261,7 @@ def create_source(
     change: SourceChange,
     raw_body: Mapping[str, Any],
     idempotency_key: str | None = None,
+    destinations: DestinationRule | None = None,
 ) -> tuple[Source, bool]:
     """Create a source; returns (source, replayed) where replayed means an Idempotency-Key hit."""
     request_hash = _request_hash(raw_body)
@@ -273,7 +274,7 @@ def create_source(
     denied = access_denied(card, catalog.access)
     if denied is not None:
         raise denied
-    problems = check_properties(card, change.properties, {})
+    problems = check_properties(card, change.properties, {}, destinations)
     assert change.display_name is not None
     derived_from = None if change.name else change.display_name
     name = change.name or derive_name(change.display_name)
@@ -336,6 +337,7 @@ def update_source(
     source_id: int,
     change: SourceChange,
     if_match: list[str] | None = None,
+    destinations: DestinationRule | None = None,
 ) -> Source:
     with begin_write(session):
         source = _live_source(session, account_id, source_id, lock=True)
@@ -347,7 +349,7 @@ def update_source(
         card = catalog.get(source.type)
         if card is None:
             raise type_unavailable(source.type)
-        problems = check_properties(card, change.properties, _current_values(source))
+        problems = check_properties(card, change.properties, _current_values(source), destinations)
         if problems:
             raise _invalid_properties(problems)
         system_properties = _system_properties(session, keyring, source, card, change)

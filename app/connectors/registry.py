@@ -1,0 +1,72 @@
+"""The connectors of this deployment: one per kind, built in ``create_app``.
+
+``for_card`` gives the connector a card names (``http`` for a card in the older format), or None;
+``availability`` says in plain words whether this deployment can configure the type end to end;
+``destination_problems`` is the save-time half of the network rules (a refused *literal* address
+is a 422 before anything is stored; names are judged when the check resolves them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from flask import Flask, current_app
+
+from ..catalog.cards import ReportCard
+from ..crypto import get_keyring
+from ..db import get_db
+from .base import Availability, Connector
+from .database import DatabaseConnector
+from .http_connector import HttpConnector
+from .network import init_app as init_network
+from .tokens import TokenSettings
+
+EXTENSION_KEY = "connect.connectors"
+NOT_CHECKABLE = "this source type cannot be checked by this deployment yet"
+
+
+@runtime_checkable
+class ChecksDestinations(Protocol):
+    """A connector that can tell, before anything is saved, that the properties name a refused place."""
+
+    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[dict[str, str]]:
+        ...
+
+
+class Connectors:
+    """Kind → connector."""
+
+    def __init__(self, connectors: Mapping[str, Connector]) -> None:
+        self._by_kind = dict(connectors)
+
+    def for_card(self, card: ReportCard) -> Connector | None:
+        return self._by_kind.get(card.connector) if card.connector else None
+
+    def availability(self, card: ReportCard) -> Availability:
+        connector = self.for_card(card)
+        if connector is None:
+            return Availability(False, NOT_CHECKABLE)
+        return connector.availability(card)
+
+    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[dict[str, str]]:
+        connector = self.for_card(card)
+        if isinstance(connector, ChecksDestinations):
+            return connector.destination_problems(card, properties)
+        return []
+
+
+def init_app(app: Flask) -> Connectors:
+    """The network policy and the connectors, from the app's config (after db and crypto)."""
+    policy = init_network(app)
+    settings = TokenSettings.from_config(app.config, network=policy)
+    connectors = Connectors({
+        "http": HttpConnector(get_db(app).Session, get_keyring(app), settings),
+        "database": DatabaseConnector(policy, timeout=settings.http_timeout),
+    })
+    app.extensions[EXTENSION_KEY] = connectors
+    return connectors
+
+
+def get_connectors(app: Flask | None = None) -> Connectors:
+    return (app or current_app).extensions[EXTENSION_KEY]
