@@ -128,9 +128,10 @@ def worker(threads: int, poll_interval: float) -> None:
     import threading
 
     from .jobs.worker import Worker
+    from .wiring import services
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    workers = [Worker(app, poll_interval=poll_interval) for _ in range(threads)]
+    workers = [Worker(app, services(app).jobs, poll_interval=poll_interval) for _ in range(threads)]
     running = [threading.Thread(target=w.run_forever, daemon=True) for w in workers]
     for thread in running:
         thread.start()

@@ -138,7 +138,13 @@ class SourceCredential(Sealed, Base):
 
     @property
     def associated_data(self) -> str:
-        return f"source-credential:{self.source_id}:{self.name}"
+        return credential_associated_data(self.source_id, self.name)
+
+
+def credential_associated_data(source_id: int, name: str) -> str:
+    """Where a source credential's ciphertext lives: what it is sealed under and opened with
+    (app/sources/credentials.py seals with it before the row exists; the row opens with it)."""
+    return f"source-credential:{source_id}:{name}"
 
 
 class SourceEvent(Base):

@@ -23,7 +23,7 @@ from app.connectors.models import ACCESS_TOKEN, SourceToken
 from app.connectors.tokens import TokenSettings, TokenStore
 from app.crypto import get_keyring
 from app.models import Source, SourceEvent
-from app.sources.service import decrypted_properties
+from app.sources.credentials import decrypted_properties
 
 from .servers import (
     TOKEN_PATH,

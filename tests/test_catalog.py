@@ -14,6 +14,7 @@ from app import create_app
 from app.catalog.loader import CatalogError, check_paths, load_catalog
 from app.cli import connect_cli
 from app.config import DEFAULT_REPORT_CARDS
+from app.sources.presenter import blank_card_json
 
 from .conftest import base_config
 
@@ -56,7 +57,7 @@ def test_blank_cards_start_where_stitch_says_a_new_source_starts(catalog):
     for source_type, data in stitch_types().items():
         if not data["steps"]:
             continue
-        blank = json.loads(catalog.get(source_type).blank_json)
+        blank = json.loads(blank_card_json(catalog.get(source_type)))
         expected = data["blank_report_card"]
         if (blank["current_step"], blank["current_step_type"]) != (
             expected["current_step"], expected["current_step_type"]):

@@ -19,6 +19,7 @@ from app import db
 from app.discovery.models import ConnectionCheck
 from app.jobs.models import Job
 from app.jobs.worker import Worker
+from app.wiring import services
 
 from .servers import create_data_api, get_data_api, serve
 from .test_service_basics import assert_error
@@ -52,7 +53,7 @@ def create(client, account, data_api, **properties):
 
 def run_jobs(app, until: Callable[[], bool] | None = None, deadline: float = 20.0) -> None:
     """Run queued jobs in this process until none is left (or ``until`` holds)."""
-    worker = Worker(app, poll_interval=0.05)
+    worker = Worker(app, services(app).jobs, poll_interval=0.05)
     stop_at = time.monotonic() + deadline
     while time.monotonic() < stop_at:
         ran = worker.run_once()
@@ -165,7 +166,7 @@ def test_rejected_credentials_make_the_source_broken_until_fixed(app, client, ac
 def test_a_transient_failure_is_retried(app, client, account, data_api):
     data_api.fail_next_requests("server_error", count=1)
     source = create(client, account, data_api)
-    worker = Worker(app)
+    worker = Worker(app, services(app).jobs)
     assert worker.run_once()
     with app.app_context():
         session = db.session()
@@ -233,7 +234,7 @@ def _worker_process(database_url: str, report_cards: str, keys: str, seconds: fl
 
     app = create_app({"DATABASE_URL": database_url, "REPORT_CARDS": report_cards, "ENCRYPTION_KEYS": keys,
                       "OPERATOR_TOKEN": "unused"})
-    worker = Worker(app, poll_interval=0.05)
+    worker = Worker(app, services(app).jobs, poll_interval=0.05)
     stop_at = time.monotonic() + seconds
     idle_since = None
     while time.monotonic() < stop_at:

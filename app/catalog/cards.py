@@ -1,8 +1,7 @@
 """The loaded, immutable form of a report card file.
 
 A :class:`ReportCard` holds the public report card (with each property's validator compiled once)
-and the private sections (``system_values``, ``oauth``, ``auth``, ``api``) frozen read-only. The
-type-level card served by ``GET /v4/source-types/{type}`` never changes, so it is serialised once.
+and the private sections (``system_values``, ``oauth``, ``auth``, ``api``) frozen read-only.
 """
 
 from __future__ import annotations
@@ -66,6 +65,11 @@ class PropertySpec:
     def is_read_only(self) -> bool:
         return self.property_type == "read_only"
 
+    @property
+    def is_immutable(self) -> bool:
+        """Set once: the value a source has cannot change (app/sources/rules.py:changes_immutable)."""
+        return self.property_type == "user_provided_immutable"
+
     def public(self) -> dict[str, Any]:
         """The property as a report card shows it (a read-only property's schema is null)."""
         return {
@@ -95,7 +99,7 @@ class ReportCard:
 
     __slots__ = (
         "type", "display_name", "details", "steps", "properties", "system_values", "oauth",
-        "auth", "api", "connector", "database", "singer", "path", "blank_json", "summary", "_public_steps",
+        "auth", "api", "connector", "database", "singer", "path", "summary", "_public_steps",
     )
 
     def __init__(self, document: dict[str, Any], path: str) -> None:
@@ -121,19 +125,6 @@ class ReportCard:
         self._public_steps = tuple(
             (s.type, tuple(p.public() for p in s.properties)) for s in self.steps
         )
-        from ..sources.steps import SourceFacts, derive_step
-
-        position = derive_step(self, SourceFacts())
-        self.blank_json: bytes = json.dumps(
-            {
-                "type": self.type,
-                "current_step": position.number,
-                "current_step_type": position.type,
-                "steps": self.public_steps(),
-                "details": thaw(self.details),
-            },
-            separators=(",", ":"),
-        ).encode()
         self.summary: dict[str, Any] = {
             "type": self.type,
             "display_name": self.display_name,

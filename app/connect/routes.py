@@ -23,6 +23,7 @@ from ..catalog import get_catalog
 from ..crypto import get_keyring
 from ..errors import ApiError, error_response
 from ..schemas import ApiErrorSchema
+from ..wiring import services
 from . import service
 from .forms import shown_value
 from .models import CANCELLED, COMPLETED, ConnectSession
@@ -157,7 +158,7 @@ def save_form(token: str) -> Response | tuple[str, int]:
     row = _open(token)
     posted = request.form.to_dict()
     try:
-        service.save_form(db.session(), get_catalog(), get_keyring(), row, posted)
+        service.save_form(db.session(), get_catalog(), get_keyring(), services().source_hooks, row, posted)
     except service.FormProblems as problems:
         # Credentials are never echoed back into the page.
         kept = {k: v for k, v in posted.items() if not _is_credential(row, k)}
@@ -176,7 +177,8 @@ def start_oauth(token: str) -> Response | tuple[str, int]:
     row = _open(token)
     public_url = current_app.config["PUBLIC_URL"]
     try:
-        consent_url = service.start_oauth(db.session(), get_catalog(), get_keyring(), row, public_url)
+        consent_url = service.start_oauth(db.session(), get_catalog(), get_keyring(), services().source_hooks,
+                                          row, public_url)
     except ApiError as error:
         return _render(token, row, error.status, general=[error.message])
     response = redirect(consent_url, 303)

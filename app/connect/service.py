@@ -13,24 +13,26 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from flask import Flask
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ..auth import hash_token
 from ..catalog import Catalog
 from ..catalog.cards import ReportCard
 from ..crypto import Keyring
-from ..db import begin_write
+from ..db import begin_write, get_db
 from ..discovery import service as discovery
 from ..discovery.catalog import merged_metadata
 from ..discovery.models import ConnectionCheck, Stream
-from ..errors import ApiError, Conflict, Gone, Invalid, NotFound
+from ..errors import ApiError, Conflict, Gone, Invalid, NotFound, Problem
 from ..models import Account, Source, utcnow
 from ..oauth import handshake
 from ..oauth.redirect_urls import allowlist_problem, redirect_url_problem, with_query
-from ..sources import service as sources
+from ..sources import writes
 from ..sources.facts import facts_for
 from ..sources.presenter import setup_state
+from ..sources.queries import SourceView, read_source
 from ..sources.steps import derive_step
 from .forms import FormField, form_fields, property_values
 from .models import CANCELLED, COMPLETED, CONNECT_MODE, RECONNECT_MODE, ConnectSession
@@ -68,7 +70,7 @@ class NewSession:
 
 
 def _invalid(field_name: str, reason: str, type_: str = "invalid_body") -> Invalid:
-    return Invalid(f"{field_name}: {reason}", type=type_, details=[{"field": field_name, "reason": reason}])
+    return Invalid.from_problems([Problem(field_name, reason)], type=type_)
 
 
 def _types_asked(catalog: Catalog, body: dict[str, Any]) -> list[str] | None:
@@ -82,11 +84,10 @@ def _types_asked(catalog: Catalog, body: dict[str, Any]) -> list[str] | None:
         names = [f"allowed_types[{i}]" for i in range(len(asked))]
     else:
         return None
-    unknown = [{"field": name, "reason": f"unknown source type {value!r}"}
+    unknown = [Problem(name, f"unknown source type {value!r}")
                for name, value in zip(names, asked, strict=True) if catalog.get(value) is None]
     if unknown:
-        raise Invalid("; ".join(f"{d['field']}: {d['reason']}" for d in unknown), type="invalid_type",
-                      details=unknown)
+        raise Invalid.from_problems(unknown, type="invalid_type")
     return asked
 
 
@@ -117,7 +118,7 @@ def create_session(session: Session, catalog: Catalog, account_id: int, body: di
             ).one_or_none()
             if source is None:
                 raise NotFound(f"source {source_id} not found",
-                               details=[{"field": "source_id", "reason": "no such source in this account"}])
+                               details=[Problem("source_id", "no such source in this account").detail()])
             if asked is not None and source.type not in asked:
                 raise _invalid("source_id", f"source {source_id} is of type {source.type!r}, which the "
                                "session does not allow", "invalid_type")
@@ -129,8 +130,15 @@ def create_session(session: Session, catalog: Catalog, account_id: int, body: di
             source_type=asked[0] if len(asked) == 1 else None, source_id=source_id, mode=mode,
             redirect_url=redirect_url, display=display, created_at=now, expires_at=now + SESSION_LIFETIME)
         session.add(row)
-        session.execute(ConnectSession.__table__.delete().where(ConnectSession.expires_at < now - RETENTION))
     return NewSession(token, page_url(public_url, token), row)
+
+
+def purge_expired_sessions(app: Flask) -> dict[str, Any]:
+    """Delete sessions that expired more than :data:`RETENTION` ago (a periodic job)."""
+    with get_db(app).Session() as session, begin_write(session):
+        deleted = session.execute(delete(ConnectSession).where(
+            ConnectSession.expires_at < utcnow() - RETENTION)).rowcount
+    return {"connect_sessions": deleted}
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -197,7 +205,7 @@ def page_state(session: Session, catalog: Catalog, row: ConnectSession) -> PageS
         state.step = card.steps[0].type
         return state
     with session.begin():
-        facts = facts_for(session, [source])[source.id]
+        facts = facts_for(session, [source], catalog)[source.id]
         state.check = session.scalars(select(ConnectionCheck).where(ConnectionCheck.source_id == source.id)
                                       .order_by(ConnectionCheck.id.desc()).limit(1)).first()
         streams = list(session.scalars(select(Stream).where(Stream.source_id == source.id).order_by(Stream.id)))
@@ -242,8 +250,8 @@ def choose_type(session: Session, catalog: Catalog, row: ConnectSession, source_
     row.source_type = source_type
 
 
-def _source_of(session: Session, catalog: Catalog, keyring: Keyring, row: ConnectSession,
-               properties: dict[str, Any]) -> Source:
+def _source_of(session: Session, catalog: Catalog, keyring: Keyring, hooks: writes.SourceHooks,
+               row: ConnectSession, properties: dict[str, Any]) -> SourceView:
     """The session's source: created with ``properties`` on first use, else updated with them.
 
     Two tabs may create at once; the first to bind wins and the other's source is deleted again,
@@ -251,37 +259,43 @@ def _source_of(session: Session, catalog: Catalog, keyring: Keyring, row: Connec
     """
     if row.source_id is not None:
         if properties:
-            return sources.update_source(session, catalog, keyring, row.account_id, row.source_id,
-                                         sources.SourceChange(properties=properties))
-        return sources.get_source(session, row.account_id, row.source_id)
-    if row.source_type is None:
+            return writes.update_source(session, catalog, keyring, hooks, row.account_id, row.source_id,
+                                        writes.SourceChange(properties=properties))
+        return read_source(session, row.account_id, row.source_id)
+    card = catalog.get(row.source_type) if row.source_type is not None else None
+    if card is None:
         raise _invalid("source_type", "choose a source type first", "invalid_type")
-    card = catalog.get(row.source_type)
-    created = None
-    for attempt in range(5):
-        display_name = card.display_name if attempt == 0 else f"{card.display_name} {secrets.token_hex(2)}"
-        try:
-            created, _ = sources.create_source(
-                session, catalog, keyring, row.account_id, card.type,
-                sources.SourceChange(display_name=display_name, properties=properties),
-                {"connect_session": row.id, "properties": sorted(properties)})
-            break
-        except Conflict as clash:  # the card's display name is taken in this account: add a suffix
-            if clash.type != "invalid_name" or attempt == 4:
-                raise
-    assert created is not None
+    created = _create_source(session, catalog, keyring, hooks, row, card, properties)
     with begin_write(session):
         bound = session.execute(update(ConnectSession).where(
             ConnectSession.id == row.id, ConnectSession.source_id.is_(None))
             .values(source_id=created.id, source_type=card.type)).rowcount
-        winner = row.source_id if bound else session.scalar(
+        winner = None if bound else session.scalar(
             select(ConnectSession.source_id).where(ConnectSession.id == row.id))
-    if not bound:
-        sources.delete_source(session, row.account_id, created.id)
+    if winner is not None:
+        writes.delete_source(session, row.account_id, created.id)
         row.source_id = winner
-        return sources.get_source(session, row.account_id, winner)
+        return read_source(session, row.account_id, winner)
     row.source_id = created.id
     return created
+
+
+def _create_source(session: Session, catalog: Catalog, keyring: Keyring, hooks: writes.SourceHooks,
+                   row: ConnectSession, card: ReportCard, properties: dict[str, Any]) -> SourceView:
+    """A new source of the card's type, named after the card (with a suffix while the name is taken)."""
+    attempts = 5
+    for attempt in range(1, attempts + 1):
+        display_name = card.display_name if attempt == 1 else f"{card.display_name} {secrets.token_hex(2)}"
+        try:
+            created, _ = writes.create_source(
+                session, catalog, keyring, hooks, row.account_id, card.type,
+                writes.SourceChange(display_name=display_name, properties=properties),
+                {"connect_session": row.id, "properties": sorted(properties)})
+            return created
+        except Conflict as clash:  # the card's display name is taken in this account: add a suffix
+            if clash.type != "invalid_name" or attempt == attempts:
+                raise
+    raise Conflict("no free name for the new source", type="invalid_name")
 
 
 class FormProblems(Exception):
@@ -293,8 +307,8 @@ class FormProblems(Exception):
         self.general = general or []
 
 
-def save_form(session: Session, catalog: Catalog, keyring: Keyring, row: ConnectSession,
-              posted: dict[str, str]) -> None:
+def save_form(session: Session, catalog: Catalog, keyring: Keyring, hooks: writes.SourceHooks,
+              row: ConnectSession, posted: dict[str, str]) -> None:
     state = page_state(session, catalog, row)
     if state.card is None:
         raise FormProblems({}, ["choose a source type first"])
@@ -302,18 +316,18 @@ def save_form(session: Session, catalog: Catalog, keyring: Keyring, row: Connect
     if errors:
         raise FormProblems(errors)
     try:
-        _source_of(session, catalog, keyring, row, values)
+        _source_of(session, catalog, keyring, hooks, row, values)
     except Invalid as error:
         by_field = {d["property"]: d["reason"] for d in error.details if "property" in d}
         general = [f"{d.get('field', '')}: {d['reason']}" for d in error.details if "property" not in d]
         raise FormProblems(by_field, general or ([] if by_field else [error.message])) from None
 
 
-def start_oauth(session: Session, catalog: Catalog, keyring: Keyring, row: ConnectSession,
-                public_url: str) -> str:
+def start_oauth(session: Session, catalog: Catalog, keyring: Keyring, hooks: writes.SourceHooks,
+                row: ConnectSession, public_url: str) -> str:
     """The consent URL for the session's source; the finished handshake updates the source in place
     (the reconnect flow of app/oauth), so no secret_id ever travels through the browser."""
-    source = _source_of(session, catalog, keyring, row, {})
+    source = _source_of(session, catalog, keyring, hooks, row, {})
     consent = handshake.initiate(session, catalog, keyring, row.account_id, source.type,
                                  oauth_return_url(public_url, row.id), source.id, {}, public_url,
                                  own_page=True)

@@ -12,7 +12,7 @@ from typing import Any
 from ..catalog.cards import thaw
 from ..crypto import Keyring
 from ..models import Source
-from ..sources.service import decrypted_properties
+from ..sources.credentials import decrypted_properties
 from ..templating import TemplateProblem, render
 from .errors import AuthConfigurationError
 

@@ -79,7 +79,7 @@ from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
 from ..db import begin_write
 from ..models import Source, SourceCredential, utcnow
-from ..sources.service import record_event
+from ..sources.events import record_event
 from .authenticators import IssuedToken, OAuth2Grant, SessionLogin
 from .context import rendered, template_context
 from .errors import AuthConfigurationError, CredentialsRejected, TokenRequestError, TokenUnavailable

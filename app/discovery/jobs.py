@@ -31,11 +31,11 @@ from ..connectors.http import send_api_request
 from ..crypto import get_keyring
 from ..db import begin_write, get_db
 from ..jobs.queue import ClaimedJob
-from ..jobs.worker import JobFailed, register_handler
+from ..jobs.worker import JobFailed
 from ..models import Source, utcnow
-from ..sources.service import record_event
+from ..sources.events import record_event
 from .models import ConnectionCheck
-from .service import CHECK_JOB, save_discovery
+from .service import save_discovery
 
 UNSUPPORTED_STATUSES = (403, 404)
 
@@ -191,5 +191,3 @@ def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, stat
             source.updated_at = utcnow()
     return changes
 
-
-register_handler(CHECK_JOB, check_and_discover)

@@ -38,7 +38,7 @@ from ..catalog.cards import ReportCard
 from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
 from ..db import begin_write
-from ..errors import Invalid, NotFound
+from ..errors import Invalid, NotFound, Problem
 from ..models import utcnow
 from .models import ACCOUNT_SCOPE, OPERATOR_SCOPE, SOURCE_SCOPE, OAuthApp, oauth_app_associated_data
 
@@ -123,22 +123,20 @@ def configuration_spec(card: ReportCard, callback_url: str) -> dict[str, Any]:
 def parse_configuration(configuration: Any, prefix: str = "configuration") -> tuple[str, str, dict[str, Any]]:
     """(client_id, client_secret, the non-secret rest) of a configuration, or 422 naming each
     broken field. Reasons are written here, never taken from jsonschema: its messages quote values."""
-    problems = []
+    problems: list[Problem] = []
     if isinstance(configuration, dict):
-        problems.extend({"field": f"{prefix}.{name}", "reason": "is required"}
+        problems.extend(Problem(f"{prefix}.{name}", "is required")
                         for name in CONFIGURATION_SCHEMA["required"] if name not in configuration)
-        problems.extend({"field": f"{prefix}.{name}",
-                         "reason": f"unknown key; allowed: {', '.join(CONFIGURATION_KEYS)}"}
+        problems.extend(Problem(f"{prefix}.{name}", f"unknown key; allowed: {', '.join(CONFIGURATION_KEYS)}")
                         for name in sorted(set(configuration) - set(CONFIGURATION_KEYS)))
     for error in sorted(_CONFIGURATION_VALIDATOR.iter_errors(configuration), key=lambda e: list(e.path)):
         if error.validator in ("required", "additionalProperties"):
             continue  # reported above, one entry per key
         path = ".".join(str(p) for p in error.absolute_path)
-        problems.append({"field": f"{prefix}.{path}" if path else prefix,
-                         "reason": f"fails the {error.validator!r} rule ({json.dumps(error.validator_value)})"})
+        problems.append(Problem(f"{prefix}.{path}" if path else prefix,
+                                f"fails the {error.validator!r} rule ({json.dumps(error.validator_value)})"))
     if problems:
-        message = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
-        raise Invalid(message, type="invalid_configuration", details=problems)
+        raise Invalid.from_problems(problems, type="invalid_configuration")
     redaction.remember(configuration["client_secret"])
     extra = {"scopes": list(configuration["scopes"])} if "scopes" in configuration else {}
     return configuration["client_id"], configuration["client_secret"], extra

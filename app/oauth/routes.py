@@ -14,6 +14,7 @@ from ..auth import account_only, current_account_id, current_principal, public
 from ..catalog import get_catalog
 from ..crypto import get_keyring
 from ..schemas import ApiErrorSchema
+from ..wiring import services
 from . import apps, handshake
 from .schemas import ConsentSchema, CredentialsPutSchema, CredentialsSchema, InitiateSchema, SpecArgsSchema
 
@@ -51,7 +52,7 @@ class Callback(MethodView):
         """Where the provider sends the user's browser back to; needs no token."""
         config = current_app.config
         location = handshake.complete_callback(
-            db.session(), get_catalog(), get_keyring(), request.args, config["PUBLIC_URL"],
+            db.session(), get_catalog(), get_keyring(), services().source_hooks, request.args, config["PUBLIC_URL"],
             config["HTTP_TIMEOUT"], config["SECRET_TTL"])
         response = redirect(location, 302)
         # The page the browser lands on must not be cached or leak this URL (it held the code).

@@ -1,7 +1,9 @@
 """Property rules, as plain functions over a report card and plain values.
 
 All rules are checked for all properties of a request before anything is written, and every
-broken rule becomes one entry of ``details``. Messages about a credential never repeat its value.
+broken rule becomes one :class:`~app.errors.Problem` (one entry of ``details``). Messages about a
+credential never repeat its value. The rules a property's value obeys wherever it comes from (the
+request, the OAuth handshake) live here once: :func:`schema_reason` and :func:`changes_immutable`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from jsonschema.exceptions import best_match
 
 from ..catalog.cards import PropertySpec, ReportCard
+from ..errors import Problem
 
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_$]*$")
 NAME_MAX = 49  # "under 50 characters"
@@ -36,24 +39,29 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def _problem(prop: str, reason: str) -> dict[str, str]:
-    return {"property": prop, "field": f"properties.{prop}", "reason": reason}
+def schema_reason(spec: PropertySpec, value: Any, *, quote_value: bool = True) -> str | None:
+    """Why ``value`` does not fit the property's ``json_schema`` (None: it fits).
 
-
-def _schema_reason(spec: PropertySpec, value: Any) -> str | None:
-    if spec.validator is None:
-        # A null json_schema means "any string" (REPORT_CARDS.md).
-        if spec.json_schema is None and not isinstance(value, str):
-            return f"must be a string, got {_json_type(value)}"
+    A null json_schema means "any string" (REPORT_CARDS.md). jsonschema's messages quote the
+    value; for a credential, or when ``quote_value`` is false, the reason says only what was wrong.
+    """
+    if spec.json_schema is None:
+        return None if isinstance(value, str) else f"must be a string, got {_json_type(value)}"
+    if spec.validator is None:  # {} or true: anything goes
         return None
     error = best_match(spec.validator.iter_errors(value))
     if error is None:
         return None
-    if spec.is_credential:
-        # jsonschema messages quote the instance; for a credential say only what was wrong.
+    if spec.is_credential or not quote_value:
         where = "".join(f"[{p!r}]" for p in error.absolute_path)
         return f"value{where} fails the {error.validator!r} rule of its json_schema"
     return error.message
+
+
+def changes_immutable(spec: PropertySpec, stored: Mapping[str, Any], value: Any) -> bool:
+    """Whether setting ``value`` (None: clearing) changes an immutable property the source has
+    (``stored``: its provided values; a credential's stands for a value never compared equal)."""
+    return spec.is_immutable and spec.name in stored and (value is None or value != stored[spec.name])
 
 
 def _json_type(value: Any) -> str:
@@ -67,31 +75,27 @@ def check_properties(
     card: ReportCard,
     incoming: Mapping[str, Any],
     current: Mapping[str, Any],
-) -> list[dict[str, str]]:
+) -> list[Problem]:
     """Problems with setting ``incoming`` on a source whose provided values are ``current``.
 
     ``current`` maps provided property names to values (credentials to a sentinel: their values
     are never compared). ``None`` in ``incoming`` clears a property.
     """
-    problems: list[dict[str, str]] = []
-    for name, value in incoming.items():
-        spec = card.properties.get(name)
-        if spec is None:
-            problems.append(_problem(name, f"not a property of source type {card.type!r}"))
-            continue
-        if spec.is_read_only:
-            problems.append(_problem(name, "read-only: the service sets it"))
-            continue
-        if spec.property_type == "user_provided_immutable" and name in current:
-            if value is None or value != current[name]:
-                problems.append(_problem(name, "immutable: it cannot change once set"))
-            continue
-        if value is None:
-            continue
-        if isinstance(value, str) and value == "":
-            problems.append(_problem(name, "must not be empty; send null to clear it"))
-            continue
-        reason = _schema_reason(spec, value)
-        if reason is not None:
-            problems.append(_problem(name, reason))
+    problems = [Problem.of_property(name, reason) for name, value in incoming.items()
+                if (reason := _property_reason(card, name, value, current)) is not None]
     return problems
+
+
+def _property_reason(card: ReportCard, name: str, value: Any, current: Mapping[str, Any]) -> str | None:
+    spec = card.properties.get(name)
+    if spec is None:
+        return f"not a property of source type {card.type!r}"
+    if spec.is_read_only:
+        return "read-only: the service sets it"
+    if spec.is_immutable and name in current:
+        return "immutable: it cannot change once set" if changes_immutable(spec, current, value) else None
+    if value is None:
+        return None
+    if isinstance(value, str) and value == "":
+        return "must not be empty; send null to clear it"
+    return schema_reason(spec, value)
