@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -45,7 +46,8 @@ def migrate() -> None:
     click.echo("database is at the newest schema")
 
 
-def ensure_instance_secret(name: str, configured: bool, env_var: str, what: str, make) -> str | None:  # type: ignore[no-untyped-def]
+def ensure_instance_secret(name: str, configured: bool, env_var: str, what: str,
+                           make: Callable[[], str]) -> str | None:
     """Say where a secret comes from; generate it into instance/ (mode 0600) when it has no source.
 
     Returns the generated value (to be shown once), or None when it already existed.

@@ -41,7 +41,8 @@ _ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "account_id")
 _PLAIN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 access_log = logging.getLogger("connect.access")
-_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  (a str as a JSON string)
+# A str as a JSON string (the C encoder json.dumps uses, without its call overhead).
+_string = json.encoder.encode_basestring_ascii
 
 
 class _Timestamps:
@@ -171,7 +172,7 @@ def configure_logging(level: str) -> None:
 
 
 def _start_request() -> None:
-    context = g._get_current_object()  # type: ignore[attr-defined]
+    context = g._get_current_object()
     incoming = request.environ.get("HTTP_X_REQUEST_ID", "")  # the X-Request-Id header
     if incoming and _SAFE_REQUEST_ID.match(incoming):
         context.request_id, context.request_id_generated = incoming, False
@@ -181,7 +182,8 @@ def _start_request() -> None:
 
 
 def _finish_request(response: Response) -> Response:
-    context = g._get_current_object()  # type: ignore[attr-defined]  (one lookup, not one per field)
+    # One lookup of the proxied object, not one per field.
+    context = g._get_current_object()
     request_id = getattr(context, "request_id", None)
     response.headers["X-Request-Id"] = request_id or ""
     if not access_log.isEnabledFor(logging.INFO):

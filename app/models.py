@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 from sqlalchemy import (
     JSON,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     TypeDecorator,
     UniqueConstraint,
     text,
@@ -47,6 +49,11 @@ class UTCDateTime(TypeDecorator):
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict: JSON}
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for Core statements (declared as a plain ``FromClause`` on the model)."""
+    return cast(Table, model.__table__)
 
 
 class Account(Base):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,7 +13,8 @@ from .db import begin_write
 from .models import Base, Sealed
 
 
-def sealed_models() -> list[type]:
+def sealed_models() -> list[type[Any]]:
+    # type[Any]: each is a mapped class that mixes in Sealed (its columns and associated_data).
     return sorted((m.class_ for m in Base.registry.mappers if issubclass(m.class_, Sealed)),
                   key=lambda cls: cls.__tablename__)
 

@@ -57,8 +57,8 @@ def _primary_type(schema: Mapping[str, Any]) -> str | None:
     if isinstance(declared, list | tuple):
         return next((t for t in declared if t != "null"), None)
     for branch in schema.get("anyOf") or schema.get("oneOf") or ():
-        if isinstance(branch, Mapping) and isinstance(branch.get("type"), str):
-            return branch["type"]
+        if isinstance(branch, Mapping) and isinstance(kind := branch.get("type"), str):
+            return kind
     return None
 
 

@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint as PageBlueprint
-from flask import Response, current_app, jsonify, make_response, redirect, render_template, request, url_for
+from flask import current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from werkzeug.wrappers import Response  # what redirect() returns; Flask's responses are ones too
 
 from .. import db, redaction
 from ..auth import account_only, current_account_id
@@ -192,7 +193,7 @@ def start_oauth(token: str) -> Response | tuple[str, int]:
 
 @page.get("/connect/oauth-return/<int:session_id>")
 def oauth_return(session_id: int) -> Response:
-    token = request.cookies.get(RETURN_COOKIE)
+    token = request.cookies.get(RETURN_COOKIE) or ""  # none: refused as a missing cookie
     redaction.remember(token)
     service.session_for_oauth_return(db.session(), session_id, token)
     error = request.args.get("error")

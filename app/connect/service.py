@@ -21,7 +21,7 @@ from ..auth import hash_token
 from ..catalog import Catalog
 from ..catalog.cards import ReportCard
 from ..crypto import Keyring
-from ..db import begin_write, get_db
+from ..db import affected_rows, begin_write, get_db
 from ..discovery import service as discovery
 from ..discovery.catalog import merged_metadata
 from ..discovery.models import ConnectionCheck, Stream
@@ -91,6 +91,25 @@ def _types_asked(catalog: Catalog, body: dict[str, Any]) -> list[str] | None:
     return asked
 
 
+def _types_and_mode(session: Session, account_id: int, source_id: int | None,
+                    asked: list[str] | None) -> tuple[list[str], str]:
+    """The types a session allows and its mode: those asked for a new source, else the type of
+    ``source_id`` (which must be one of them, if any were asked), reconnecting a broken one."""
+    if source_id is None:
+        if asked is None:
+            raise _invalid("source_type", "give source_type, allowed_types or source_id")
+        return asked, CONNECT_MODE
+    source = session.scalars(select(Source).where(
+        Source.id == source_id, Source.account_id == account_id, Source.deleted_at.is_(None))).one_or_none()
+    if source is None:
+        raise NotFound(f"source {source_id} not found",
+                       details=[Problem("source_id", "no such source in this account").detail()])
+    if asked is not None and source.type not in asked:
+        raise _invalid("source_id", f"source {source_id} is of type {source.type!r}, which the "
+                       "session does not allow", "invalid_type")
+    return [source.type], RECONNECT_MODE if source.broken_at is not None else CONNECT_MODE
+
+
 def create_session(session: Session, catalog: Catalog, account_id: int, body: dict[str, Any],
                    public_url: str) -> NewSession:
     """A session for one source: a new one of ``source_type``/``allowed_types``, or ``source_id``."""
@@ -111,19 +130,7 @@ def create_session(session: Session, catalog: Catalog, account_id: int, body: di
         problem = allowlist_problem(redirect_url, account.redirect_url_allowlist)
         if problem:
             raise _invalid("redirect_url", problem, "invalid_redirect_url")
-        mode = CONNECT_MODE
-        if source_id is not None:
-            source = session.scalars(select(Source).where(
-                Source.id == source_id, Source.account_id == account_id, Source.deleted_at.is_(None))
-            ).one_or_none()
-            if source is None:
-                raise NotFound(f"source {source_id} not found",
-                               details=[Problem("source_id", "no such source in this account").detail()])
-            if asked is not None and source.type not in asked:
-                raise _invalid("source_id", f"source {source_id} is of type {source.type!r}, which the "
-                               "session does not allow", "invalid_type")
-            asked = [source.type]
-            mode = RECONNECT_MODE if source.broken_at is not None else CONNECT_MODE
+        asked, mode = _types_and_mode(session, account_id, source_id, asked)
         display = {k: v for k, v in (body.get("display") or {}).items() if v is not None}
         row = ConnectSession(
             token_hash=hash_token(token), account_id=account_id, allowed_types=asked,
@@ -136,8 +143,8 @@ def create_session(session: Session, catalog: Catalog, account_id: int, body: di
 def purge_expired_sessions(app: Flask) -> dict[str, Any]:
     """Delete sessions that expired more than :data:`RETENTION` ago (a periodic job)."""
     with get_db(app).Session() as session, begin_write(session):
-        deleted = session.execute(delete(ConnectSession).where(
-            ConnectSession.expires_at < utcnow() - RETENTION)).rowcount
+        deleted = affected_rows(session.execute(delete(ConnectSession).where(
+            ConnectSession.expires_at < utcnow() - RETENTION)))
     return {"connect_sessions": deleted}
 
 
@@ -197,7 +204,8 @@ def bound_source(session: Session, row: ConnectSession) -> Source | None:
 
 def page_state(session: Session, catalog: Catalog, row: ConnectSession) -> PageState:
     source = bound_source(session, row)
-    card = catalog.get(source.type if source else row.source_type) if (source or row.source_type) else None
+    source_type = source.type if source is not None else row.source_type
+    card = catalog.get(source_type) if source_type is not None else None
     if card is None:
         return PageState(row, None)
     state = PageState(row, card, source, fields=form_fields(card))
@@ -267,9 +275,9 @@ def _source_of(session: Session, catalog: Catalog, keyring: Keyring, hooks: writ
         raise _invalid("source_type", "choose a source type first", "invalid_type")
     created = _create_source(session, catalog, keyring, hooks, row, card, properties)
     with begin_write(session):
-        bound = session.execute(update(ConnectSession).where(
+        bound = affected_rows(session.execute(update(ConnectSession).where(
             ConnectSession.id == row.id, ConnectSession.source_id.is_(None))
-            .values(source_id=created.id, source_type=card.type)).rowcount
+            .values(source_id=created.id, source_type=card.type)))
         winner = None if bound else session.scalar(
             select(ConnectSession.source_id).where(ConnectSession.id == row.id))
     if winner is not None:
@@ -346,6 +354,8 @@ def save_selection(session: Session, catalog: Catalog, row: ConnectSession, chos
     if not chosen_streams:
         raise FormProblems({}, ["choose at least one stream"])
     state = page_state(session, catalog, row)
+    if row.source_id is None:
+        raise FormProblems({}, ["fill in the form first"])
     writes = []
     for stream in state.streams:
         if not stream["supported"]:
@@ -380,9 +390,9 @@ def finish(session: Session, catalog: Catalog, row: ConnectSession, outcome: str
     if outcome == CANCELLED:
         params["error"] = "cancelled"
     with begin_write(session):
-        ended = session.execute(update(ConnectSession).where(
+        ended = affected_rows(session.execute(update(ConnectSession).where(
             ConnectSession.id == row.id, ConnectSession.finished_at.is_(None))
-            .values(finished_at=utcnow(), outcome=outcome)).rowcount
+            .values(finished_at=utcnow(), outcome=outcome)))
     if not ended:
         raise SessionGone("this connect session has ended: ask for a new link")
     return with_query(row.redirect_url, params)
@@ -393,7 +403,7 @@ def selection_key(tap_stream_id: str) -> str:
     return "fields:" + tap_stream_id
 
 
-def session_for_oauth_return(session: Session, session_id: int, token: str | None) -> ConnectSession:
+def session_for_oauth_return(session: Session, session_id: int, token: str) -> ConnectSession:
     """The session a browser comes back to from the provider: the token from the return cookie
     must be that session's, so a return URL alone (it sits in the handshake's state row) opens nothing."""
     if not token:

@@ -22,11 +22,11 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..db import begin_write
-from ..models import utcnow
+from ..db import affected_rows, begin_write
+from ..models import table_of, utcnow
 from .models import PeriodicJobState
 
-_STATES = PeriodicJobState.__table__
+_STATES = table_of(PeriodicJobState)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def claim(session: Session, name: str, worker_id: str, lease: timedelta) -> bool
     now = utcnow()
     result = session.execute(update(_STATES).where(_STATES.c.name == name, _claimable(now)).values(
         worker_id=worker_id, lease_expires_at=now + lease, last_started_at=now))
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 def renew(session: Session, name: str, worker_id: str, lease: timedelta) -> bool:
@@ -74,7 +74,7 @@ def renew(session: Session, name: str, worker_id: str, lease: timedelta) -> bool
         result = session.execute(update(_STATES).where(
             _STATES.c.name == name, _STATES.c.worker_id == worker_id, _STATES.c.lease_expires_at.is_not(None),
         ).values(lease_expires_at=utcnow() + lease))
-        return result.rowcount == 1
+        return affected_rows(result) == 1
 
 
 def release(session: Session, job: PeriodicJob, worker_id: str, *, result: dict[str, Any] | None = None,

@@ -312,4 +312,5 @@ def init_app(app: Flask, catalog: Catalog) -> None:
 
 
 def configured_apps(app: Flask | None = None) -> Mapping[str, ConfiguredApp]:
-    return (app or current_app).extensions[EXTENSION_KEY]
+    apps: Mapping[str, ConfiguredApp] = (app or current_app).extensions[EXTENSION_KEY]
+    return apps

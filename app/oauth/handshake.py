@@ -44,7 +44,7 @@ from ..catalog import Catalog
 from ..catalog.cards import ReportCard
 from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
-from ..db import begin_write, get_db
+from ..db import affected_rows, begin_write, get_db
 from ..errors import ApiError, Conflict, Gone, Invalid, NotFound, Problem, problems_message
 from ..models import Account, Source, utcnow
 from ..sources.credentials import open_credential
@@ -97,7 +97,8 @@ def _seal_json(keyring: Keyring, value: Mapping[str, Any], associated_data: str)
 
 
 def _open_json(keyring: Keyring, row: OAuthState | OAuthSecret) -> dict[str, Any]:
-    return json.loads(keyring.open(SealedValue(row.key_id, row.ciphertext), row.associated_data))
+    opened: dict[str, Any] = json.loads(keyring.open(SealedValue(row.key_id, row.ciphertext), row.associated_data))
+    return opened
 
 
 def _wipe(keyring: Keyring, row: OAuthState | OAuthSecret) -> None:
@@ -321,8 +322,8 @@ def purge_expired_handshakes(app: Flask) -> dict[str, Any]:
     """Delete states and secrets that expired more than :data:`RETENTION` ago (a periodic job)."""
     cutoff = utcnow() - RETENTION
     with get_db(app).Session() as session, begin_write(session):
-        states = session.execute(delete(OAuthState).where(OAuthState.expires_at < cutoff)).rowcount
-        secrets_ = session.execute(delete(OAuthSecret).where(OAuthSecret.expires_at < cutoff)).rowcount
+        states = affected_rows(session.execute(delete(OAuthState).where(OAuthState.expires_at < cutoff)))
+        secrets_ = affected_rows(session.execute(delete(OAuthSecret).where(OAuthSecret.expires_at < cutoff)))
     return {"oauth_states": states, "oauth_secrets": secrets_}
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, redirect, request
+from flask import current_app, redirect, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
+from werkzeug.wrappers import Response  # what redirect() returns; Flask's responses are ones too
 
 from .. import db
 from ..auth import account_only, current_account_id, current_principal, public

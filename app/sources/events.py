@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from ..models import SourceEvent, utcnow
+from ..models import SourceEvent, table_of, utcnow
 
-_INSERT_EVENT = SourceEvent.__table__.insert()
+_INSERT_EVENT = table_of(SourceEvent).insert()
 
 
 class HasId(Protocol):

@@ -18,10 +18,10 @@ from sqlalchemy import RowMapping, Select, bindparam, select
 from sqlalchemy.orm import Session, lazyload
 
 from ..errors import ApiError, NotFound, Problem
-from ..models import Source, SourceCredential, SourceEvent
+from ..models import Source, SourceCredential, SourceEvent, table_of
 
-_SOURCES = Source.__table__
-_CREDENTIALS = SourceCredential.__table__
+_SOURCES = table_of(Source)
+_CREDENTIALS = table_of(SourceCredential)
 _VIEW_FIELDS = (
     "id", "account_id", "type", "name", "display_name", "properties", "version", "config_generation",
     "discovered_generation", "connected_at", "broken_at", "broken_reason", "created_at", "updated_at",
@@ -55,7 +55,8 @@ class SourceView:
 
     @classmethod
     def from_row(cls, row: RowMapping, credential_names: frozenset[str]) -> SourceView:
-        return cls(*(row[name] for name in _VIEW_FIELDS), credential_names)
+        # Positional, in _VIEW_FIELDS order (a list page builds one per row).
+        return cls(*(row[name] for name in _VIEW_FIELDS), credential_names)  # type: ignore[call-arg]
 
 
 # A source as the step machine and the presenter read it: a view, or a loaded ORM row.

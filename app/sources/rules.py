@@ -55,7 +55,7 @@ def schema_reason(spec: PropertySpec, value: Any, *, quote_value: bool = True) -
     if spec.is_credential or not quote_value:
         where = "".join(f"[{p!r}]" for p in error.absolute_path)
         return f"value{where} fails the {error.validator!r} rule of its json_schema"
-    return error.message
+    return str(error.message)
 
 
 def changes_immutable(spec: PropertySpec, stored: Mapping[str, Any], value: Any) -> bool:

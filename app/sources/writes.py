@@ -29,16 +29,16 @@ from ..catalog.cards import ReportCard
 from ..crypto import Keyring
 from ..db import begin_write
 from ..errors import Conflict, Invalid, Problem
-from ..models import IdempotencyKey, Source, SourceCredential, utcnow
+from ..models import IdempotencyKey, Source, SourceCredential, table_of, utcnow
 from ..templating import render
 from .credentials import PropertyWrites, current_values, merge_properties
 from .events import record_event
 from .queries import SourceView, live_view, view_of
 from .rules import check_properties, derive_name, name_problem
 
-_SOURCES = Source.__table__
-_CREDENTIALS = SourceCredential.__table__
-_IDEMPOTENCY_KEYS = IdempotencyKey.__table__
+_SOURCES = table_of(Source)
+_CREDENTIALS = table_of(SourceCredential)
+_IDEMPOTENCY_KEYS = table_of(IdempotencyKey)
 
 # Called when a change's properties changed (names in the set), with the source as it now is.
 PropertiesChanged = Callable[[Session, SourceView, ReportCard, frozenset[str]], None]
@@ -190,8 +190,8 @@ def _insert_source(session: Session, account_id: int, card: ReportCard, name: st
         "connected_at": None, "broken_at": None, "broken_reason": None, "created_at": now,
         "updated_at": now, "paused_at": paused_at, "system_paused_at": None, "deleted_at": None,
     }
-    result = session.connection().execute(insert(_SOURCES), columns)
-    return SourceView(id=result.inserted_primary_key[0], credential_names=frozenset(), **columns)
+    source_id = session.connection().execute(insert(_SOURCES).returning(_SOURCES.c.id), columns).scalar_one()
+    return SourceView(id=source_id, credential_names=frozenset(), **columns)
 
 
 def create_source(
@@ -323,7 +323,7 @@ def update_source(
 def delete_source(session: Session, account_id: int, source_id: int) -> SourceView:
     with begin_write(session):
         stored = live_view(session, account_id, source_id, lock=True)
-        columns = {"deleted_at": utcnow(), "version": stored.version + 1}
+        columns: dict[str, Any] = {"deleted_at": utcnow(), "version": stored.version + 1}
         _write_source_rows(session, stored, columns, None)
         record_event(session, stored, "deleted")
     return replace(stored, **columns)
