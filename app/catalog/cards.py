@@ -15,6 +15,8 @@ from typing import Any
 
 from jsonschema import Draft7Validator, FormatChecker
 
+from .frozen import freeze, thaw
+
 STEP_TYPES = ("form", "oauth", "discover_schema", "field_selection", "fully_configured")
 CREDENTIAL_STEP_TYPES = ("form", "oauth")
 PROPERTY_TYPES = (
@@ -29,24 +31,6 @@ PROPERTY_ATTRIBUTES = (
     "tap_mutable",
 )
 _FORMAT_CHECKER = FormatChecker()
-
-
-def freeze(value: Any) -> Any:
-    """A read-only deep copy: dicts become mapping proxies, lists tuples."""
-    if isinstance(value, dict):
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(freeze(v) for v in value)
-    return value
-
-
-def thaw(value: Any) -> Any:
-    """A plain, mutable (and JSON-serialisable) copy of a frozen value."""
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [thaw(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)

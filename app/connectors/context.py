@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..catalog.cards import thaw
+from ..catalog.frozen import thaw
 from ..crypto import Keyring
 from ..models import Source
 from ..sources.credentials import decrypted_properties

@@ -25,7 +25,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from ..catalog import get_catalog
-from ..catalog.cards import thaw
+from ..catalog.frozen import thaw
 from ..connectors.errors import AuthConfigurationError, CredentialsRejected, TokenUnavailable
 from ..connectors.http import send_api_request
 from ..crypto import get_keyring

@@ -14,7 +14,8 @@ import json
 from datetime import datetime
 from functools import lru_cache
 
-from ..catalog.cards import ReportCard, thaw
+from ..catalog.cards import ReportCard
+from ..catalog.frozen import thaw
 from .queries import AnySource
 from .steps import SourceFacts, derive_step
 
