@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.catalog.sections import parse_stream
 from app.discovery.catalog import (
     breadcrumb_key,
     carry_selections,
@@ -14,11 +15,11 @@ from app.discovery.catalog import (
     stream_selected,
 )
 
-SPEC = {
+SPEC = parse_stream({
     "tap_stream_id": "contacts", "key_properties": ["id"], "valid_replication_keys": ["updated_at"],
     "schema": {"type": "object", "properties": {"id": {"type": "string"}, "updated_at": {"type": "string"},
                                                 "email": {"type": "string"}}},
-}
+})
 
 
 def by_breadcrumb(entries):

@@ -1,7 +1,9 @@
 """The loaded, immutable form of a report card file.
 
 A :class:`ReportCard` holds the public report card (with each property's validator compiled once)
-and the private sections (``system_values``, ``oauth``, ``auth``, ``api``) frozen read-only.
+and the private sections: ``oauth``, ``auth`` and ``api`` parsed into the frozen dataclasses of
+app/catalog/sections.py (a key a section does not have is a load error), ``system_values``,
+``database`` and ``singer`` frozen read-only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from jsonschema import Draft7Validator, FormatChecker
 
 from .frozen import freeze, thaw
+from .sections import NO_AUTH, ApiSection, AuthSection, OAuthSection, parse_api, parse_auth, parse_oauth
 
 STEP_TYPES = ("form", "oauth", "discover_schema", "field_selection", "fully_configured")
 CREDENTIAL_STEP_TYPES = ("form", "oauth")
@@ -100,9 +103,11 @@ class ReportCard:
             {p.name: p for s in self.steps for p in s.properties}
         )
         self.system_values = freeze(document.get("system_values") or {})
-        self.oauth = freeze(document.get("oauth"))
-        self.auth = freeze(document.get("auth"))
-        self.api = freeze(document.get("api"))
+        oauth, auth, api = document.get("oauth"), document.get("auth"), document.get("api")
+        self.oauth: OAuthSection | None = parse_oauth(oauth) if oauth is not None else None
+        # No auth section: requests go out without credentials (the same as ``type: none``).
+        self.auth: AuthSection = parse_auth(auth) if auth is not None else NO_AUTH
+        self.api: ApiSection | None = parse_api(api) if api is not None else None
         self.database = freeze(document.get("database"))
         self.singer = freeze(document.get("singer"))
         self.connector: str | None = connector_kind(document)

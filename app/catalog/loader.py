@@ -23,6 +23,7 @@ from jsonschema.exceptions import SchemaError
 
 from ..templating import TemplateProblem, render
 from .cards import STEP_TYPES, ReportCard
+from .sections import SectionProblem
 
 SCHEMA_PATH = Path(__file__).with_name("report_card.schema.json")
 # What a system_values template may use (app/sources/service.py renders it with real values).
@@ -203,8 +204,13 @@ def check_paths(paths: Iterable[Path]) -> tuple[dict[str, ReportCard], list[Cata
                     str(file), "$.type",
                     f"type {source_type!r} is also defined in {in_this_location[source_type]}"))
                 continue
+            try:
+                card = ReportCard(document, str(file))
+            except SectionProblem as problem:  # a key the oauth, auth or api section does not have
+                problems.append(CatalogProblem(str(file), problem.json_path, problem.reason))
+                continue
             in_this_location[source_type] = str(file)
-            cards[source_type] = ReportCard(document, str(file))
+            cards[source_type] = card
     return cards, problems
 
 

@@ -75,6 +75,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..catalog.cards import ReportCard
+from ..catalog.sections import AuthSection
 from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
 from ..db import begin_write
@@ -127,13 +128,12 @@ def permanent_delay(failures: int) -> timedelta:
     return PERMANENT_BACKOFF[min(max(failures, 1), len(PERMANENT_BACKOFF)) - 1]
 
 
-def refresh_token_property(auth: Mapping[str, Any]) -> str | None:
+def refresh_token_property(auth: AuthSection) -> str | None:
     """The property a rotated refresh token is written back to: ``refresh_token_property``, or the
     one ``refresh_token`` names when it is exactly ``{{ properties.NAME }}``."""
-    named = auth.get("refresh_token_property")
-    if named:
-        return str(named)
-    match = _PROPERTY_TEMPLATE.match(str(auth.get("refresh_token", "")).strip())
+    if auth.refresh_token_property:
+        return auth.refresh_token_property
+    match = _PROPERTY_TEMPLATE.match(auth.refresh_token.strip())
     return match.group(1) if match else None
 
 
@@ -158,7 +158,7 @@ class TokenStore:
 
     def __init__(self, session_factory: sessionmaker[Session], keyring: Keyring, card: ReportCard,
                  source_id: int, settings: TokenSettings | None = None) -> None:
-        if card.auth is None or card.auth.get("type") not in ("oauth2", "session_token"):
+        if not card.auth.uses_tokens:
             raise AuthConfigurationError(f"{card.type}: auth.type has no tokens to store")
         self.session_factory = session_factory
         self.keyring = keyring
@@ -167,7 +167,7 @@ class TokenStore:
         self.source_id = source_id
         self.settings = settings or TokenSettings()
         self.rotation_property: str | None = None
-        if self.auth["type"] == "oauth2" and self.auth.get("grant_type") == "refresh_token":
+        if self.auth.type == "oauth2" and self.auth.grant_type == "refresh_token":
             self.rotation_property = refresh_token_property(self.auth)
             if self.rotation_property not in card.properties:
                 # Refusing up front beats receiving a rotated refresh token there is no place for.
@@ -183,7 +183,7 @@ class TokenStore:
 
     def session_token(self, replacing: str | None = None) -> str:
         """The session token: cached until its ``expiration``, or from a login per call."""
-        if not self.auth.get("expiration"):
+        if not self.auth.expiration:
             return self._log_in_uncached()
         return self._token(SESSION_TOKEN, replacing)
 
@@ -346,12 +346,12 @@ class TokenStore:
         row.consecutive_failures, row.next_attempt_at = 0, None
         row.last_error, row.last_error_permanent = None, False
         rotated = self._keep_refresh_token(session, source, issued.refresh_token, sent_refresh_token)
-        if sent_refresh_token and not issued.refresh_token and self.auth.get("rotate_refresh_token"):
+        if sent_refresh_token and not issued.refresh_token and self.auth.rotate_refresh_token:
             log.info("the card declares rotation but the answer holds no refresh token; the stored one is kept",
                      extra={"source_id": source.id})
         detail: dict[str, Any] = {"kind": kind, "expires_at": _iso(row.expires_at)}
         if kind == ACCESS_TOKEN:
-            detail["grant_type"] = self.auth.get("grant_type")
+            detail["grant_type"] = self.auth.grant_type
         if source.broken_at is not None and (source.broken_reason or {}).get("type") == BROKEN_TYPE:
             source.broken_at, source.broken_reason = None, None
             source.version += 1
@@ -411,7 +411,7 @@ class TokenStore:
 
     def _mark_broken(self, source: Source, kind: str, failure: TokenRequestError, now: datetime,
                      *, after_lost_answer: bool = False) -> None:
-        what = "refresh token" if self.auth.get("grant_type") == "refresh_token" else "credentials"
+        what = "refresh token" if self.auth.grant_type == "refresh_token" else "credentials"
         if kind == SESSION_TOKEN:
             what = "login credentials"
         reason = {
@@ -446,7 +446,7 @@ class TokenStore:
     def _base_url(self, context: Mapping[str, Any]) -> str | None:
         if self.card.api is None:
             return None
-        return rendered(self.card.api.get("base_url"), context, f"{self.card.type}: api.base_url")
+        return rendered(self.card.api.base_url, context, f"{self.card.type}: api.base_url")
 
     def _log_in_uncached(self) -> str:
         """A session token for this call only (no ``expiration``): nothing is cached or locked, and

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ..catalog.sections import StreamSpec
 from ..errors import Problem
 
 WRITABLE_KEYS = ("selected", "replication-method", "replication-key")
@@ -21,20 +22,20 @@ def breadcrumb_key(breadcrumb: list[str]) -> str:
     return json.dumps(list(breadcrumb), separators=(",", ":"))
 
 
-def discovered_metadata(spec: Mapping[str, Any], supported: bool) -> list[dict[str, Any]]:
+def discovered_metadata(spec: StreamSpec, supported: bool) -> list[dict[str, Any]]:
     """Singer metadata for one stream of a card's ``api.streams`` as discovery saw it."""
-    keys = list(spec.get("key_properties", ()))
-    replication_keys = list(spec.get("valid_replication_keys", ()))
+    keys = list(spec.key_properties)
+    replication_keys = list(spec.valid_replication_keys)
     stream_level: dict[str, Any] = {
         "inclusion": "available" if supported else "unsupported",
-        "selected-by-default": bool(spec.get("selected_by_default", False)) and supported,
+        "selected-by-default": spec.selected_by_default and supported,
         "table-key-properties": keys,
         "valid-replication-keys": replication_keys,
     }
-    if spec.get("forced_replication_method"):
-        stream_level["forced-replication-method"] = spec["forced_replication_method"]
-    entries = [{"breadcrumb": [], "metadata": stream_level}]
-    for field in spec["schema"].get("properties", {}):
+    if spec.forced_replication_method:
+        stream_level["forced-replication-method"] = spec.forced_replication_method
+    entries: list[dict[str, Any]] = [{"breadcrumb": [], "metadata": stream_level}]
+    for field in spec.schema.get("properties", {}):
         if not supported:
             inclusion = "unsupported"
         elif field in keys or field in replication_keys:

@@ -25,7 +25,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from ..catalog import get_catalog
-from ..catalog.frozen import thaw
+from ..catalog.cards import ReportCard
+from ..catalog.sections import ApiSection, StreamSpec
 from ..connectors.errors import AuthConfigurationError, CredentialsRejected, TokenUnavailable
 from ..connectors.http import send_api_request
 from ..crypto import get_keyring
@@ -91,16 +92,14 @@ def _judge(response: requests.Response, what: str) -> None:
     raise CheckOutcome("check_failed", f"{what}: the API answered {status}", user_must_fix=True)
 
 
-def _discover(app: Flask, source: Source, card: Any) -> list[tuple[dict[str, Any], bool]]:
+def _discover(app: Flask, source: Source, card: ReportCard, api: ApiSection) -> list[tuple[StreamSpec, bool]]:
     found = []
-    for spec in card.api.get("streams", ()):
-        probe = {"path": spec.get("path", ""), "method": spec.get("method", "GET"),
-                 "params": thaw(spec.get("params") or {})}
-        response = send_api_request(get_db(app).Session, get_keyring(app), source, card, probe)
+    for spec in api.streams:
+        response = send_api_request(get_db(app).Session, get_keyring(app), source, card, spec.request)
         supported = response.status_code not in UNSUPPORTED_STATUSES
         if supported:
-            _judge(response, f"stream {spec['tap_stream_id']}")
-        found.append((thaw(spec), supported))
+            _judge(response, f"stream {spec.tap_stream_id}")
+        found.append((spec, supported))
     return found
 
 
@@ -126,14 +125,14 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
         # transaction: no lock is held over the HTTP calls below.
     card = get_catalog().get(source.type)
     started = time.perf_counter()
-    found: list[tuple[dict[str, Any], bool]] = []
+    found: list[tuple[StreamSpec, bool]] = []
     outcome: CheckOutcome | None = None
     try:
         if card.api is None:
             raise CheckOutcome("not_checkable", f"source type {card.type} has no api section: this service "
                                "cannot check it", user_must_fix=False)
-        _judge(send_api_request(Session, get_keyring(app), source, card, card.api["check"]), "check")
-        found = _discover(app, source, card)
+        _judge(send_api_request(Session, get_keyring(app), source, card, card.api.check), "check")
+        found = _discover(app, source, card, card.api)
     except CheckOutcome as failed:
         outcome = failed
     except CredentialsRejected as rejected:  # the token store has marked the source broken already
@@ -165,7 +164,7 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
 
 def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, status: str,
             error: dict | None = None, broken: dict | None = None,
-            found: list[tuple[dict[str, Any], bool]] | None = None) -> dict[str, Any]:
+            found: list[tuple[StreamSpec, bool]] | None = None) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     with get_db(app).Session() as session, begin_write(session):
         source = session.scalars(select(Source).where(Source.id == job.source_id).with_for_update()).one()

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from ..catalog import Catalog
 from ..catalog.cards import ReportCard
+from ..catalog.frozen import thaw
+from ..catalog.sections import StreamSpec
 from ..db import begin_write
 from ..errors import Conflict, Invalid, NotFound, Problem
 from ..jobs.queue import enqueue
@@ -140,20 +142,20 @@ def update_selection(session: Session, catalog: Catalog, account_id: int, source
         return sorted(rows.values(), key=lambda s: s.id)
 
 
-def save_discovery(session: Session, source: Source, found: list[tuple[dict[str, Any], bool]]) -> dict[str, list[str]]:
+def save_discovery(session: Session, source: Source, found: list[tuple[StreamSpec, bool]]) -> dict[str, list[str]]:
     """Replace the discovered streams, keeping selections of streams and fields that still exist."""
     existing = {s.tap_stream_id: s for s in session.scalars(select(Stream).where(Stream.source_id == source.id))}
     seen: set[str] = set()
     for spec, supported in found:
-        tap_stream_id = spec["tap_stream_id"]
+        tap_stream_id = spec.tap_stream_id
         seen.add(tap_stream_id)
         metadata = discovered_metadata(spec, supported)
         stream = existing.get(tap_stream_id)
         if stream is None:
             stream = Stream(source_id=source.id, tap_stream_id=tap_stream_id, selections={})
             session.add(stream)
-        stream.stream_name = spec.get("stream_name", tap_stream_id)
-        stream.schema = spec["schema"]
+        stream.stream_name = spec.stream_name or tap_stream_id
+        stream.schema = thaw(spec.schema)
         stream.discovered_metadata = metadata
         stream.selections = carry_selections(stream.selections or {}, metadata)
         stream.selected = stream_selected(metadata, stream.selections)

@@ -35,6 +35,7 @@ from .. import redaction
 from ..auth import Principal
 from ..catalog import Catalog
 from ..catalog.cards import ReportCard
+from ..catalog.sections import OAuthSection
 from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
 from ..db import begin_write
@@ -97,13 +98,19 @@ def oauth_card(catalog: Catalog, source_type: str, field_name: str = "source_typ
     card = catalog.get(source_type)
     if card is None:
         raise Invalid(f"unknown source type {source_type!r}", type="invalid_type",
-                      details=[{"field": field_name, "reason": "not a known source type"}])
+                      details=[Problem(field_name, "not a known source type").detail()])
+    oauth_section(card, field_name)
+    return card
+
+
+def oauth_section(card: ReportCard, field_name: str = "source_type") -> OAuthSection:
+    """The card's ``oauth`` section, or 422 saying the type has no managed OAuth handshake."""
     if card.oauth is None:
-        raise Invalid(f"source type {source_type!r} has no managed OAuth handshake (no oauth section "
+        raise Invalid(f"source type {card.type!r} has no managed OAuth handshake (no oauth section "
                       "in its report card); give its credentials as properties instead",
                       type="oauth_not_supported",
-                      details=[{"field": field_name, "reason": "no managed OAuth handshake"}])
-    return card
+                      details=[Problem(field_name, "no managed OAuth handshake").detail()])
+    return card.oauth
 
 
 def configuration_spec(card: ReportCard, callback_url: str) -> dict[str, Any]:
@@ -113,10 +120,10 @@ def configuration_spec(card: ReportCard, callback_url: str) -> dict[str, Any]:
         "title": f"OAuth app for {card.display_name} ({card.type})",
         "description": f"Register {callback_url} as the app's redirect URI at the provider.",
         "x-redirect-uri": callback_url,
-        "x-default-scopes": list(card.oauth.get("scopes") or []),
+        "x-default-scopes": list(oauth_section(card).scopes),
     }
-    if card.oauth.get("docs_url"):
-        spec["x-docs-url"] = card.oauth["docs_url"]
+    if oauth_section(card).docs_url:
+        spec["x-docs-url"] = oauth_section(card).docs_url
     return spec
 
 
@@ -228,9 +235,9 @@ def resolve_app(session: Session, keyring: Keyring, card: ReportCard, account_id
     ``own_values`` are the source's own property values (the initiate request's input, over the
     stored values of a source being reconnected). Runs inside the caller's transaction.
     """
-    client_properties = card.oauth.get("client_properties") or {}
-    id_property = client_properties.get("client_id")
-    secret_property = client_properties.get("client_secret")
+    client_properties = oauth_section(card).client_properties
+    id_property = client_properties.client_id
+    secret_property = client_properties.client_secret
     managed: list[OAuthApp | ConfiguredApp] = [app for app in (
         _app_row(session, ACCOUNT_SCOPE, account_id, card.type),
         _app_row(session, OPERATOR_SCOPE, None, card.type),

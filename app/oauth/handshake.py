@@ -53,7 +53,7 @@ from ..sources.queries import SourceView
 from ..sources.rules import changes_immutable, schema_reason
 from ..sources.writes import SourceChange, SourceHooks, update_source
 from ..templating import TemplateProblem, render
-from .apps import ClientCredentials, oauth_card, resolve_app
+from .apps import ClientCredentials, oauth_card, oauth_section, resolve_app
 from .models import OAuthSecret, OAuthState
 from .redirect_urls import LOOPBACK_HOSTS, allowlist_problem, redirect_url_problem, with_query
 
@@ -148,10 +148,11 @@ class Consent:
 
 def _handshake_urls(card: ReportCard, inputs: Mapping[str, Any]) -> tuple[str, str]:
     """The card's authorize and token URLs rendered over the handshake's input values."""
+    oauth = oauth_section(card)
     urls = []
-    for key in ("authorize_url", "token_url"):
+    for key, template in (("authorize_url", oauth.authorize_url), ("token_url", oauth.token_url)):
         try:
-            url = render(card.oauth[key], {"properties": dict(inputs)})
+            url = render(template, {"properties": dict(inputs)})
         except TemplateProblem as error:
             raise _invalid(f"a value the {key} needs is missing ({error})",
                            "oauth_input_configuration", "missing_input") from None
@@ -164,16 +165,14 @@ def _handshake_urls(card: ReportCard, inputs: Mapping[str, Any]) -> tuple[str, s
 
 def _check_inputs(card: ReportCard, given: Mapping[str, Any]) -> None:
     """The request's ``oauth_input_configuration``: only the handshake's inputs and client properties."""
-    oauth = card.oauth
-    inputs = set(oauth.get("input_properties") or ())
-    client_properties = dict(oauth.get("client_properties") or {})
-    allowed = inputs | set(client_properties.values())
+    client_properties = oauth_section(card).client_properties
+    allowed = set(oauth_section(card).input_properties) | set(client_properties.names)
     problems = [Problem(f"oauth_input_configuration.{name}", "not an input of this type's OAuth handshake"
                         + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""))
                 for name in given if name not in allowed]
     problems += _value_problems(card, {k: v for k, v in given.items() if k in allowed and v is not None},
                                 "oauth_input_configuration")
-    secret_name, id_name = client_properties.get("client_secret"), client_properties.get("client_id")
+    secret_name, id_name = client_properties.client_secret, client_properties.client_id
     if secret_name in given and id_name and id_name not in given:
         problems.append(Problem(f"oauth_input_configuration.{id_name}", f"is required with {secret_name}"))
     if problems:
@@ -250,9 +249,9 @@ def _reconnected_values(session: Session, keyring: Keyring, card: ReportCard, ac
     if source.type != card.type:
         raise _invalid(f"source {source_id} is of type {source.type!r}, not {card.type!r}", "source_id",
                        "invalid_type")
-    input_names = tuple(card.oauth.get("input_properties") or ())
-    client_property_names = tuple((card.oauth.get("client_properties") or {}).values())
-    stored = _stored_values(keyring, source, {*input_names, *client_property_names})
+    oauth = oauth_section(card)
+    input_names = oauth.input_properties
+    stored = _stored_values(keyring, source, {*input_names, *oauth.client_properties.names})
     for name in input_names:
         spec = card.properties.get(name)
         if spec is not None and name in given and changes_immutable(spec, stored, given[name]):
@@ -264,7 +263,7 @@ def _reconnected_values(session: Session, keyring: Keyring, card: ReportCard, ac
 def _handshake_inputs(card: ReportCard, own_values: Mapping[str, Any]) -> dict[str, Any]:
     """The values of the card's ``input_properties`` for the URL templates: each required one
     present, each safe to put in a host name."""
-    input_names = tuple(card.oauth.get("input_properties") or ())
+    input_names = oauth_section(card).input_properties
     inputs = {name: own_values[name] for name in input_names if name in own_values}
     missing = [name for name in input_names if name not in inputs
                and (name not in card.properties or card.properties[name].is_required)]
@@ -300,7 +299,7 @@ def _start_handshake(session: Session, keyring: Keyring, card: ReportCard, app: 
     """Store the handshake's state row (what the browser must not see sealed in it) and build the
     consent URL that carries its ``state``."""
     state = secrets.token_urlsafe(32)
-    verifier = generate_token(64) if card.oauth.get("pkce", True) else None
+    verifier = generate_token(64) if oauth_section(card).pkce else None
     redaction.remember(verifier)
     consent_url = _consent_url(card, app, request.authorize_url, request.redirect_uri, state, verifier)
     now = utcnow()
@@ -331,7 +330,7 @@ def _oauth_session(card: ReportCard, app: ClientCredentials, redirect_uri: str, 
     return OAuth2Session(
         client_id=app.client_id,
         client_secret=app.client_secret,
-        token_endpoint_auth_method=card.oauth.get("client_auth", "client_secret_post"),
+        token_endpoint_auth_method=oauth_section(card).client_auth,
         redirect_uri=redirect_uri,
         code_challenge_method="S256" if pkce else None,
     )
@@ -339,13 +338,13 @@ def _oauth_session(card: ReportCard, app: ClientCredentials, redirect_uri: str, 
 
 def _consent_url(card: ReportCard, app: ClientCredentials, authorize_url: str, redirect_uri: str,
                  state: str, verifier: str | None) -> str:
-    oauth = card.oauth
-    scopes = app.scopes if app.scopes is not None else tuple(oauth.get("scopes") or ())
-    extra = {k: v for k, v in (oauth.get("authorize_params") or {}).items() if k not in RESERVED_AUTHORIZE_PARAMS}
+    oauth = oauth_section(card)
+    scopes = app.scopes if app.scopes is not None else oauth.scopes
+    extra = {k: v for k, v in oauth.authorize_params.items() if k not in RESERVED_AUTHORIZE_PARAMS}
     with _oauth_session(card, app, redirect_uri, verifier is not None) as client:
         url, _ = client.create_authorization_url(
             authorize_url, state=state, code_verifier=verifier,
-            scope=oauth.get("scope_separator", " ").join(scopes) or None, **extra)
+            scope=oauth.scope_separator.join(scopes) or None, **extra)
     return url
 
 
@@ -435,7 +434,7 @@ def _require_success(response: requests.Response) -> requests.Response:
 def exchange_code(card: ReportCard, claimed: ClaimedState, token_url: str, redirect_uri: str,
                   code: str, timeout: float) -> dict[str, Any]:
     """The token response for ``code``, or :class:`HandshakeFailed` saying what went wrong."""
-    extra = {k: v for k, v in (card.oauth.get("token_params") or {}).items() if k not in RESERVED_TOKEN_PARAMS}
+    extra = {k: v for k, v in oauth_section(card).token_params.items() if k not in RESERVED_TOKEN_PARAMS}
     if claimed.code_verifier:
         extra["code_verifier"] = claimed.code_verifier
     with _oauth_session(card, claimed.app, redirect_uri, claimed.code_verifier is not None) as client:
@@ -478,17 +477,16 @@ def handshake_values(card: ReportCard, claimed: ClaimedState, token: Mapping[str
                      callback_args: Mapping[str, str]) -> dict[str, Any]:
     """The property values a finished handshake provides: the handshake's inputs, the app's
     client credentials, values from the callback, and fields of the token response."""
-    oauth = card.oauth
+    oauth = oauth_section(card)
     if not token.get("access_token") and not token.get("refresh_token"):
         raise HandshakeFailed("server_error", "the provider's token response has no access_token or refresh_token")
     values: dict[str, Any] = {k: v for k, v in claimed.inputs.items() if k in card.properties}
-    client_properties = oauth.get("client_properties") or {}
-    if "client_id" in client_properties:
-        values[client_properties["client_id"]] = claimed.app.client_id
-    if "client_secret" in client_properties:
-        values[client_properties["client_secret"]] = claimed.app.client_secret
-    for source, mapping, what in ((callback_args, oauth.get("callback_properties") or {}, "redirect"),
-                                  (token, oauth.get("token_properties") or {}, "token response")):
+    if oauth.client_properties.client_id:
+        values[oauth.client_properties.client_id] = claimed.app.client_id
+    if oauth.client_properties.client_secret:
+        values[oauth.client_properties.client_secret] = claimed.app.client_secret
+    for source, mapping, what in ((callback_args, oauth.callback_properties, "redirect"),
+                                  (token, oauth.token_properties, "token response")):
         for path, name in mapping.items():
             value = _field(source, path)
             if value is None or value == "":
