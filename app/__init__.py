@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, catalog, crypto, db, logs, ratelimit, request_checks, wiring
+from . import auth, catalog, crypto, db, logs, ratelimit, request_checks, secrets_store, security_headers, wiring
 from .config import default_database_url, settings_from_environment
 from .connect.service import purge_expired_sessions
 from .discovery.jobs import check_and_discover
@@ -41,9 +41,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     loaded = catalog.init_app(app)
     oauth_apps.init_app(app, loaded)  # after the catalog: the apps file names source types
     crypto.init_app(app)
+    secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it counts by g.principal
     request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter
+    security_headers.init_app(app)
     wiring.install(app, wire())
     _register_blueprints(app)
     register_error_handlers(app)

@@ -108,10 +108,15 @@ def rotate_keys(batch_size: int) -> None:
     keys can be removed from the setting.
     """
     from . import db
-    from .crypto import get_keyring
+    from .crypto import KeyringError, get_keyring
     from .secrets_store import rotate_all
 
-    counts = rotate_all(db.get_db().Session, get_keyring(), batch_size)
+    try:
+        counts = rotate_all(db.get_db().Session, get_keyring(), batch_size)
+    except KeyringError as error:
+        click.echo(f"rotation stopped: {error}. Rows re-encrypted before it stay so: configure the key "
+                   "that row was sealed with (or remove the row), then run rotate-keys again", err=True)
+        sys.exit(1)
     for table, count in counts.items():
         click.echo(f"{table}: {count} re-encrypted")
     click.echo(f"all secrets are now under key {get_keyring().primary_id!r}")

@@ -31,6 +31,9 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
      "`{\"<source_type>\": {\"client_id\": …, \"client_secret\": …, \"scopes\": [optional]}}`. "
      "An operator app set with `PUT /v4/oauth/credentials` wins over the file's entry for the same "
      "type. A bad file stops start-up. Keep it readable by the service only."),
+    ("CONNECT_ALLOWED_DEPRECATED_TYPES", "ALLOWED_DEPRECATED_TYPES", "", str,
+     "Source types whose card says `details.access: false` (deprecated, alpha) that accounts may "
+     "create anyway: comma-separated types, or `*` for all. Others get 403 `access_denied`."),
     ("CONNECT_SECRET_TTL", "SECRET_TTL", 600, int,
      "Seconds a `secret_id` from the OAuth callback stays usable."),
     ("CONNECT_MAX_BODY_BYTES", "MAX_CONTENT_LENGTH", 1_048_576, int,

@@ -28,9 +28,13 @@ DEFAULT_TYPES = {
     409: "conflict",
     410: "gone",
     413: "payload_too_large",
+    414: "request_line_too_long",  # these four come from gunicorn, before the app (app/serving.py)
     415: "unsupported_media_type",
+    417: "expectation_failed",
     422: "invalid_body",
     429: "rate_limited",
+    431: "headers_too_large",
+    501: "not_implemented",
 }
 
 

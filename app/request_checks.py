@@ -2,7 +2,9 @@
 that mean one thing.
 
 - ``<int:…>`` in every route is an :class:`IdConverter`: ids are BIGINT, so a longer number is an
-  unknown id (404), never a database overflow (500). The OpenAPI document shows the bounds.
+  unknown id (404), never a database overflow (500). The OpenAPI document shows the bounds. Only
+  ASCII digits make an id: werkzeug's ``\\d`` and Python's ``int()`` also take other scripts'
+  digits (full-width ``４``, Arabic-Indic ``١``), so one source would answer to many spellings.
 - No NUL character in the path, the query or a header (400): PostgreSQL cannot hold one.
 - A request body under ``/v4/`` must be JSON (``application/json`` or ``…+json``), else 415.
 - A JSON body must be I-JSON (RFC 7493) and storable: valid UTF-8, no duplicate key in an object
@@ -20,22 +22,27 @@ parses cannot disagree.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from typing import Any
 
 from flask import Flask, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from .errors import ApiError
 from .schemas import MAX_ID
 
 MAX_DEPTH = 32
+log = logging.getLogger(__name__)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class IdConverter(IntegerConverter):
-    """``<int:name>``: a decimal id between 1 and the largest BIGINT."""
+    """``<int:name>``: a decimal id of ASCII digits between 1 and the largest BIGINT."""
+
+    regex = "[0-9]+"
 
     def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = 1, max: int | None = MAX_ID,
                  signed: bool = False) -> None:
@@ -57,15 +64,14 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _refuse_constant(name: str) -> float:
-    raise _Refused(f"{name} is not a JSON number")
+class _NotANumber:
+    """What ``NaN``, ``Infinity`` and ``-Infinity`` parse to, so the walk below can name where they
+    stand (the parser's callback does not know)."""
 
+    __slots__ = ("name",)
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise _Refused("a number is too large for a double")
-    return value
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
 def _check_strings_and_depth(document: Any) -> None:
@@ -80,6 +86,10 @@ def _check_strings_and_depth(document: Any) -> None:
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ID:
             raise _Refused("an integer beyond 2^63-1 is out of range",
                            path or "body")
+        elif isinstance(value, float) and math.isinf(value):  # 1e999: beyond a double
+            raise _Refused("a number is too large for a double", path or "body")
+        elif isinstance(value, _NotANumber):
+            raise _Refused(f"{value.name} is not a JSON number", path or "body")
         elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
                 raise _Refused(f"nested deeper than {MAX_DEPTH} levels", path or "body")
@@ -102,8 +112,7 @@ def parse_json_body(raw: bytes) -> Any:
     """The body as JSON, or :class:`ApiError` 400 naming what is wrong (never echoing a value)."""
     try:
         text = raw.decode("utf-8")
-        document = json.loads(text, object_pairs_hook=_object_without_duplicates,
-                              parse_constant=_refuse_constant, parse_float=_finite_float)
+        document = json.loads(text, object_pairs_hook=_object_without_duplicates, parse_constant=_NotANumber)
         _check_strings_and_depth(document)
     except _Refused as refused:
         raise _malformed(f"{refused.field}: {refused.reason}", refused.field, refused.reason) from None
@@ -152,10 +161,24 @@ def _may_hold_nul(environ: dict[str, Any]) -> bool:
                if key.startswith("HTTP_") or key in {"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
+def _read_body() -> bytes:
+    """The whole body, bounded by MAX_CONTENT_LENGTH (413 beyond). A body the server cannot read as
+    it is framed (gunicorn raises its own parse errors from ``wsgi.input``: a chunk whose size or
+    terminator is wrong) is the client's error, 400, not a crash of the app."""
+    try:
+        return request.get_data(cache=True)
+    except HTTPException:
+        raise  # 413, or werkzeug's ClientDisconnected (400)
+    except Exception as error:  # the WSGI server's own exception classes, which the app cannot list
+        log.info("request body unreadable", extra={"error_class": type(error).__name__})
+        raise _malformed("the request body could not be read: its chunked framing is broken, or it ended "
+                         "early", "body", "malformed chunked encoding, or the body ended early") from None
+
+
 def check_request_body() -> None:
     if request.routing_exception is not None or request.method in {"GET", "HEAD", "OPTIONS"}:
         return  # routing answers 404/405 first; reads take no body
-    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH (413 beyond)
+    raw = _read_body()
     if not raw:
         return
     if not request.is_json:

@@ -3,11 +3,18 @@
 import re
 import unicodedata
 from datetime import UTC, datetime
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
 # Ids are BIGINT (app/models.py): a larger number can name nothing, and must not reach the database.
 MAX_ID = 2**63 - 1
+
+# Numbers written as text (query strings, cursors) are ASCII digits only: Python's int() also reads
+# other scripts' digits ("４", "١"), "_" between digits and surrounding spaces, so one id or limit
+# would have many spellings.
+_ASCII_INTEGER = re.compile("-?[0-9]+")
+_ASCII_ID = re.compile("[1-9][0-9]*")
 
 # Bidirectional embeddings, overrides and isolates: they make text display in another order than it
 # is stored ("Trojan Source", CVE-2021-42574), so a name shown to a user could pose as another.
@@ -17,6 +24,25 @@ _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 def id_field(**kwargs) -> fields.Integer:  # type: ignore[no-untyped-def]
     """An id in a body: an integer (not a string of digits) that fits the database."""
     return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+
+def id_from_text(text: str) -> int | None:
+    """An id written as text (``"42"``): ASCII digits without sign or leading zero, 1 to MAX_ID;
+    None for anything else."""
+    if len(text) > len(str(MAX_ID)) or not _ASCII_ID.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
+
+
+class TextInteger(fields.Integer):
+    """An integer given as text (a query parameter): ASCII digits and an optional minus, nothing
+    else ``int()`` would take."""
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, str) and not _ASCII_INTEGER.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
 
 
 def display_text(value: str) -> None:

@@ -879,6 +879,147 @@ def write_cards(cards: list[dict[str, Any]], out_dir: Path) -> None:
         print(f"note: {len(others)} other file(s) left untouched in {out_dir}: {others}")
 
 
+# --- Property texts, the connect page's form layout, Stitch fidelity (issue 19) -----------------
+# Data in scripts/card_docs/: properties.json (title and description by property name),
+# types.json (per type: docs_url, texts that differ), layout.json (groups, order, labels of
+# closed lists, hidden properties). Decisions:
+# * title and description go into each property's json_schema as standard JSON Schema
+#   annotations: served to API clients, ignored by validators, usable by integrators' own forms.
+#   A null json_schema ("any string") becomes {"type": "string", title, description}.
+# * cron_expression (null in Stitch's cards) gets {"type": "string", "format": "quartz-cron"}:
+#   the service checks it with a Quartz cron parser (app/catalog/formats.py).
+# * form_layout (private, read by the connect page): the form's properties in display order with
+#   their group and, for closed lists, option labels; hidden ones (internal per Stitch's docs)
+#   are left out of it. Connection fields come first on database cards.
+# * oauth.handshake_properties: a redirect_uri property of the oauth step receives the redirect
+#   URI the managed handshake used; a required scope property the scopes it asked for.
+
+CARD_DOCS = Path(__file__).resolve().parent / "card_docs"
+FORM_PROPERTY_TYPES = ("user_provided", "user_provided_immutable", "user_provided_advanced")
+
+
+def load_card_docs(folder: Path = CARD_DOCS) -> dict[str, Any]:
+    """The three data files, without their _about notes."""
+    docs = {name: load_json(folder / f"{name}.json") for name in ("properties", "types", "layout")}
+    for value in docs.values():
+        value.pop("_about", None)
+    return docs
+
+
+def property_texts(docs: dict[str, Any], source_type: str, name: str) -> dict[str, str]:
+    """Title and description of a property on a type: the shared text, then the type's own."""
+    texts = dict(docs["properties"].get(name) or {})
+    texts.update(((docs["types"].get(source_type) or {}).get("properties") or {}).get(name) or {})
+    if "title" not in texts:
+        raise SystemExit(f"{source_type}: property {name} has no title in scripts/card_docs/properties.json")
+    return texts
+
+
+def annotated_schema(name: str, schema: Any, texts: dict[str, str]) -> dict[str, Any]:
+    """The property's json_schema with title and description (and cron_expression's format)."""
+    annotated: dict[str, Any] = {"type": "string"} if schema is None else copy.deepcopy(schema)
+    if name == "cron_expression" and schema is None:
+        annotated["format"] = "quartz-cron"
+    annotated["title"] = texts["title"]
+    if texts.get("description"):
+        annotated["description"] = texts["description"]
+    return annotated
+
+
+def remaining_oauth_inputs(card: dict[str, Any]) -> set[str]:
+    """Required user_provided oauth-step properties the managed handshake does not fill."""
+    oauth = card.get("oauth") or {}
+    fills = {*(oauth.get("client_properties") or {}).values(), *(oauth.get("token_properties") or {}).values(),
+             *(oauth.get("callback_properties") or {}).values(),
+             *(oauth.get("handshake_properties") or {}).values(), *(oauth.get("input_properties") or [])}
+    return {p["name"] for step in card["steps"] if step["type"] == "oauth" for p in step["properties"]
+            if oauth and p["property_type"] == "user_provided" and p["name"] not in fills}
+
+
+def form_group(prop: dict[str, Any], layout: dict[str, Any], database_like: bool) -> str:
+    name = prop["name"]
+    if database_like and name in layout["connection"]:
+        return "connection"
+    for group in ("ssh", "advanced"):
+        if name in layout[group]:
+            return group
+    if prop["property_type"] == "user_provided_advanced":
+        return "advanced"
+    return "required" if prop["is_required"] else "optional"
+
+
+def form_options(prop: dict[str, Any], layout: dict[str, Any]) -> list[dict[str, str]] | None:
+    """Readable labels for a closed list (only where layout.json names the values)."""
+    labels = layout["options"].get(prop["name"])
+    return [{"value": value, "label": label} for value, label in labels.items()] if labels else None
+
+
+def form_layout(card: dict[str, Any], entry: dict[str, Any], docs: dict[str, Any]) -> dict[str, Any]:
+    """The connect page's layout of a card: its form's properties in order, grouped."""
+    layout = docs["layout"]
+    internal = {a["name"] for a in ((entry.get("doc") or {}).get("form_attributes") or []) if a.get("internal")}
+    hidden = internal | set(layout["hidden"])
+    remaining = remaining_oauth_inputs(card)
+    candidates = [p for step in card["steps"] for p in step["properties"]
+                  if (step["type"] == "form" and p["property_type"] in FORM_PROPERTY_TYPES)
+                  or p["name"] in remaining]
+    names = {p["name"] for p in candidates}
+    database_like = any(name in names for name in layout["connection_needs_one_of"]) and "password" in names
+    group_order = [g["id"] for g in layout["groups"]]
+    rank = {name: index for index, name in enumerate(layout["order"])}
+    fields = []
+    for position, prop in enumerate(candidates):
+        if prop["name"] in hidden:
+            continue
+        group = form_group(prop, layout, database_like)
+        field: dict[str, Any] = {"name": prop["name"], "group": group}
+        options = form_options(prop, layout)
+        if options:
+            field["options"] = options
+        fields.append((group_order.index(group), rank.get(prop["name"], len(rank)), position, field))
+    section: dict[str, Any] = {"groups": copy.deepcopy(layout["groups"]),
+                               "fields": [field for *_, field in sorted(fields, key=lambda f: f[:3])]}
+    hidden_here = sorted(hidden & names)
+    if hidden_here:
+        section["hidden"] = hidden_here
+    docs_url = (docs["types"].get(card["type"]) or {}).get("docs_url")
+    if docs_url:
+        section["docs_url"] = docs_url
+    return section
+
+
+def add_handshake_properties(card: dict[str, Any]) -> None:
+    """What the managed handshake fills from what it knows itself (see the notes above)."""
+    oauth = card.get("oauth")
+    if oauth is None:
+        return
+    oauth_step = next(step for step in card["steps"] if step["type"] == "oauth")
+    known: dict[str, str] = {}
+    for prop in oauth_step["properties"]:
+        if prop["name"] == "redirect_uri":
+            known["redirect_uri"] = "redirect_uri"
+        elif prop["name"] == "scope" and prop["is_required"]:
+            known["scope"] = "scope"
+    if known:
+        oauth["handshake_properties"] = known
+
+
+def apply_card_docs(cards: list[dict[str, Any]], source_types: list[dict[str, Any]],
+                    docs: dict[str, Any]) -> None:
+    """Texts, layouts and handshake properties for every card, in place."""
+    entries = {entry["type"]: entry for entry in source_types}
+    for source_type in docs["types"]:
+        if source_type not in entries:
+            raise SystemExit(f"scripts/card_docs/types.json names unknown type {source_type}")
+    for card in cards:
+        add_handshake_properties(card)
+        for step in card["steps"]:
+            for prop in step["properties"]:
+                texts = property_texts(docs, card["type"], prop["name"])
+                prop["json_schema"] = annotated_schema(prop["name"], prop["json_schema"], texts)
+        card["form_layout"] = form_layout(card, entries[card["type"]], docs)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build every card and print a summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -890,6 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     source_types = load_json(args.source_types)["source_types"]
     nango = {p["name"]: p for p in load_json(args.oauth_providers)["providers"]}
     cards, derived, without_oauth = build_cards(source_types, nango)
+    apply_card_docs(cards, source_types, load_card_docs())
     write_cards(cards, args.out)
 
     with_oauth = [c["type"] for c in cards if "oauth" in c]

@@ -32,7 +32,8 @@ PACKAGE = "app"
 # beats a pattern, a pattern naming a module's role (``app.*.routes``) beats one naming a package
 # (``app.connect.*``), and a longer pattern beats a shorter one.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("entry points: the app factory and the CLI", ("app", "app.cli", "app.migrations", "app.migrations.*")),
+    ("entry points: the app factory, the CLI, gunicorn's hooks",
+     ("app", "app.cli", "app.serving", "app.migrations", "app.migrations.*")),
     ("HTTP routes", ("app.*.routes", "app.docs", "app.health")),
     ("wiring: the collaborators create_app puts on the app", ("app.wiring",)),
     ("the hosted connect page and accounts", ("app.connect", "app.connect.*", "app.accounts", "app.accounts.*",
@@ -46,7 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
      ("app.sources", "app.sources.*")),
     ("the catalog of report cards", ("app.catalog", "app.catalog.*")),
     ("request handling around the views", ("app.auth", "app.ratelimit", "app.request_checks", "app.logs",
-                                           "app.secrets_store")),
+                                           "app.secrets_store", "app.security_headers")),
     ("request schemas", ("app.*.schemas", "app.schemas", "app.extensions")),
     ("infrastructure", ("app.db", "app.crypto", "app.templating")),
     ("models", ("app.models", "app.*.models")),

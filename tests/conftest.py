@@ -327,6 +327,8 @@ def base_config(database_url: str, **overrides: object) -> dict[str, object]:
         "REPORT_CARDS": os.pathsep.join([str(DEFAULT_REPORT_CARDS), str(TESTS / "report_cards")]),
         "LOG_LEVEL": "INFO",
         "ENCRYPTION_KEYS": TEST_KEYS,
+        # The database connector's tests (and the README's walk) create these deprecated types.
+        "ALLOWED_DEPRECATED_TYPES": "platform.mariadb,platform.mysql",
     }
     config.update(overrides)
     return config

@@ -18,6 +18,7 @@ Decisions the table pins down (README, "Errors"):
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -118,11 +119,13 @@ CATALOGUE = [
         json=new_source(display_name="GA\x00admin")),
     Bad("NUL in a credential", "PUT", "/v4/sources/{source}", 400, "malformed_request",
         "properties.client_secret", json={"properties": {"client_secret": PROBE + "\x00"}}),
-    Bad("NaN", "PUT", "/v4/sources/{source}", 400, "malformed_request", "body",
+    Bad("NaN", "PUT", "/v4/sources/{source}", 400, "malformed_request", "properties.view_id",
         raw=b'{"properties": {"view_id": NaN}}'),
-    Bad("Infinity", "PUT", "/v4/sources/{source}", 400, "malformed_request", "body",
+    Bad("Infinity", "PUT", "/v4/sources/{source}", 400, "malformed_request", "properties.view_id",
         raw=b'{"properties": {"view_id": -Infinity}}'),
-    Bad("number beyond a double", "PUT", "/v4/sources/{source}", 400, "malformed_request", "body",
+    Bad("Infinity in a list", "PUT", "/v4/sources/{source}", 400, "malformed_request", "properties.view_id.1",
+        raw=b'{"properties": {"view_id": [1, Infinity]}}'),
+    Bad("number beyond a double", "PUT", "/v4/sources/{source}", 400, "malformed_request", "properties.view_id",
         raw=b'{"properties": {"view_id": 1e999}}'),
     Bad("integer of 5,000 digits", "PUT", "/v4/sources/{source}", 400, "malformed_request", "body",
         raw=b'{"properties": {"view_id": ' + b"9" * 5000 + b"}}"),
@@ -178,10 +181,26 @@ CATALOGUE = [
         json={"display_name": "renamed"}),
     Bad("source id 0", "DELETE", "/v4/sources/0", 404, "not_found", None),
     Bad("source id negative", "DELETE", "/v4/sources/-1", 404, "not_found", None),
+    # Ids are ASCII digits: int() and werkzeug's \d also read other scripts' digits.
+    Bad("source id in full-width digits", "DELETE", "/v4/sources/{source_fullwidth}", 404, "not_found", None),
+    Bad("source id in Arabic-Indic digits", "PUT", "/v4/sources/{source_arabic}", 404, "not_found", None,
+        json={"display_name": "renamed"}),
+    Bad("source id in Arabic-Indic digits, read", "GET", "/v4/sources/{source_arabic}", 404, "not_found", None),
+    Bad("source id in full-width digits, discover", "POST", "/v4/sources/{source_fullwidth}/discover", 404,
+        "not_found", None),
     # --- lists and query strings ------------------------------------------------------------------
     Bad("limit 0", "GET", "/v4/sources?limit=0", 422, "invalid_body", "limit"),
     Bad("limit not a number", "GET", "/v4/sources?limit=ten", 422, "invalid_body", "limit"),
     Bad("cursor not given out", "GET", "/v4/sources?cursor=zzz", 400, "malformed_request", "cursor"),
+    Bad("cursor of full-width digits", "GET", "/v4/sources?cursor={cursor_fullwidth}", 400,
+        "malformed_request", "cursor"),
+    Bad("cursor of Arabic-Indic digits", "GET", "/v4/sources?cursor={cursor_arabic}", 400,
+        "malformed_request", "cursor"),
+    Bad("cursor of digits with an underscore", "GET", "/v4/sources?cursor={cursor_underscore}", 400,
+        "malformed_request", "cursor"),
+    Bad("cursor beyond BIGINT", "GET", "/v4/sources?cursor={cursor_huge}", 400, "malformed_request", "cursor"),
+    Bad("limit in full-width digits", "GET", "/v4/sources?limit=%EF%BC%95", 422, "invalid_body", "limit"),
+    Bad("limit with an underscore", "GET", "/v4/sources?limit=1_0", 422, "invalid_body", "limit"),
     Bad("unknown query parameter", "GET", "/v4/sources?limt=5", 422, "invalid_body", "limt"),
     Bad("NUL in a query parameter", "GET", "/v4/sources?cursor=a%00b", 400, "malformed_request", "cursor"),
     Bad("NUL in a path segment", "DELETE", "/v4/oauth/credentials/" + OAUTH_TYPE + "%00", 400,
@@ -224,6 +243,8 @@ CATALOGUE = [
         json={"redirect_url_allowlist": "https://app.example/cb"}, operator=True),
     Bad("token id beyond BIGINT", "DELETE", "/v4/accounts/{account}/tokens/99999999999999999999", 404,
         "not_found", None, operator=True),
+    Bad("account id in full-width digits", "PUT", "/v4/accounts/{account_fullwidth}", 404, "not_found", None,
+        json={"name": "renamed"}, operator=True),
     # --- OAuth --------------------------------------------------------------------------------------
     # Beyond 64 bits the JSON layer refuses any integer, so no id field can overflow a query.
     Bad("initiate: source_id beyond BIGINT", "POST", "/v4/oauth/initiate", 400, "malformed_request",
@@ -238,6 +259,11 @@ CATALOGUE = [
                                "display": {"title": "Acme ‮"}}),
     Bad("initiate: source_id as a string", "POST", "/v4/oauth/initiate", 422, "invalid_body", "source_id",
         json={"source_type": OAUTH_TYPE, "redirect_url": "https://app.example/cb", "source_id": "{source}"}),
+    Bad("initiate: source_id in full-width digits", "POST", "/v4/oauth/initiate", 422, "invalid_body",
+        "source_id", json={"source_type": OAUTH_TYPE, "redirect_url": "https://app.example/cb",
+                           "source_id": "{source_fullwidth}"}),
+    Bad("connect session: source_id in Arabic-Indic digits", "POST", "/v4/connect/sessions", 422,
+        "invalid_body", "source_id", json={"source_id": "{source_arabic}", "redirect_url": "https://app.example/cb"}),
     Bad("initiate: javascript redirect_url", "POST", "/v4/oauth/initiate", 422, "invalid_redirect_url",
         "redirect_url", json={"source_type": OAUTH_TYPE, "redirect_url": "javascript:alert(1)"}),
     Bad("credentials: configuration not an object", "PUT", "/v4/oauth/credentials", 422, "invalid_body",
@@ -273,6 +299,7 @@ def seed(app, client, account, data_api, with_streams: bool) -> Seeded:  # type:
         "source_type": OAUTH_TYPE, "configuration": {"client_id": "own", "client_secret": CLIENT_SECRET}})
     assert override.status_code == 200, override.get_json()
     ids = {"source": str(ga.get_json()["id"]), "account": str(account.id)}
+    ids.update(other_spellings(ids["source"], ids["account"]))
     if with_streams:
         discovered = client.post("/v4/sources", headers=account.headers, json={
             "type": DISCOVERY, "display_name": "Discovered " + os.urandom(3).hex(),
@@ -285,6 +312,21 @@ def seed(app, client, account, data_api, with_streams: bool) -> Seeded:  # type:
         streams = client.get(f"/v4/sources/{ids['discovered']}/streams", headers=account.headers).get_json()
         ids["stream"] = streams[0]["tap_stream_id"]
     return Seeded(account, ids)
+
+
+def other_spellings(source_id: str, account_id: str) -> dict[str, str]:
+    """The seeded ids in digits int() also reads: full-width (U+FF10…) and Arabic-Indic (U+0660…),
+    in paths and inside cursors (a cursor is the base64 of the id's digits)."""
+    def cursor(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    fullwidth = str.maketrans("0123456789", "".join(chr(0xFF10 + d) for d in range(10)))
+    arabic = str.maketrans("0123456789", "".join(chr(0x0660 + d) for d in range(10)))
+    return {"source_fullwidth": source_id.translate(fullwidth), "source_arabic": source_id.translate(arabic),
+            "account_fullwidth": account_id.translate(fullwidth),
+            "cursor_fullwidth": cursor(source_id.translate(fullwidth)),
+            "cursor_arabic": cursor(source_id.translate(arabic)),
+            "cursor_underscore": cursor(source_id + "_0"), "cursor_huge": cursor(str(2**63))}
 
 
 def database_state(app) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def]

@@ -126,7 +126,7 @@ def test_a_user_connects_a_source_in_the_browser(service, servers, browser, oper
         page.get_by_label("Plan").select_option("team")
         page.get_by_role("button", name="Continue").click()
         error = page.locator("#e-provider_port")
-        expect(error).to_contain_text("does not match")
+        expect(error).to_contain_text("must be 2 to 5 digits")
         expect(page.get_by_label("Provider port")).to_be_focused()
         expect(page.get_by_label("Provider port")).to_have_attribute("aria-invalid", "true")
         shot(page, 2, "field-error")
@@ -188,4 +188,103 @@ def test_the_page_works_on_a_narrow_screen_with_the_keyboard(service, browser, n
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("none", ""), outline
     shot(page, 7, "narrow")
+    context.close()
+
+
+# -- the end user's form for real source types: screenshots for docs/, axe-core accessibility ----------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+FORMS = [
+    # (type, docs/ file, the first input a keyboard user reaches, labels the form must show in order)
+    ("platform.hp-postgres", "connect-form-postgres.png", "Host", ["Host", "Port", "Database", "User", "Password"]),
+    ("platform.hubspot", "connect-form-hubspot.png", "Start date", ["Start date"]),
+    ("platform.google-analytics", "connect-form-google-analytics.png", "Start date",
+     ["Start date", "View ID", "Reports"]),
+]
+
+
+def field_label(title: str) -> re.Pattern[str]:
+    """An input's label: its title, then a "*" and "(required)" (visually hidden) when it is."""
+    return re.compile(rf"^{re.escape(title)}( \*)?( \(required\))?$")
+
+
+def serious_violations(page) -> list[str]:
+    """axe-core (bundled by axe-playwright-python) on the page as it stands: every violation of
+    impact serious or critical (missing labels, contrast, focus order, ARIA misuse…)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+            for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize(("source_type", "file_name", "first_input", "labels"), FORMS, ids=[f[0] for f in FORMS])
+def test_a_real_types_form_reads_like_a_product_and_passes_axe(service, browser, new_account, source_type,
+                                                               file_name, first_input, labels) -> None:
+    _app, base = service
+    account = new_account("Acme")
+    created = requests.post(base + "/v4/connect/sessions", headers=account.headers, timeout=TIMEOUT, json={
+        "source_type": source_type, "redirect_url": "https://app.example/connected",
+        "display": {"title": "Acme Analytics"}})
+    assert created.status_code == 201, created.text
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(created.json()["url"])
+    expect = sync_api.expect
+
+    # Keyboard: the skip link, the setup guide, then the form's first input.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name=re.compile("How to set up"))).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label(field_label(first_input))).to_be_focused()
+
+    # Titles, not raw names; in the layout's order; help text in words, never a regex.
+    shown = page.locator("form.settings label").all_inner_texts()
+    positions = [next(i for i, text in enumerate(shown) if text.startswith(label)) for label in labels]
+    assert positions == sorted(positions), shown
+    body = page.locator("main").inner_text()
+    assert "^" not in body and "Must match" not in body and "Dbname" not in body, body
+    expect(page.get_by_role("link", name=re.compile("How to set up"))).to_have_attribute("href", re.compile("^https://"))
+    expect(page.locator("#availability")).to_contain_text("no connector")
+    # Scheduling is folded away under Advanced, with readable choices.
+    advanced = page.locator("#g-advanced")
+    expect(advanced).not_to_have_attribute("open", "")
+    advanced.locator("summary").click()
+    frequency = page.get_by_label(field_label("Sync frequency"))
+    expect(frequency.locator("option", has_text=re.compile("^Every hour$"))).to_have_attribute("value", "60")
+    expect(frequency.locator("option").first).to_have_text(re.compile(r"^Default \(every"))
+    advanced.locator("summary").click()
+
+    assert serious_violations(page) == []
+    page.screenshot(path=str(DOCS / file_name), full_page=True)
+
+    # With errors shown (Continue on an empty form) the page stays accessible.
+    page.get_by_role("button", name="Continue").click()
+    expect(page.locator(".field-error").first).to_be_visible()
+    assert serious_violations(page) == []
+    context.close()
+
+
+def test_a_checkbox_saves_stitchs_true_and_false_strings(service, browser, new_account) -> None:
+    _app, base = service
+    account = new_account("Acme")
+    created = requests.post(base + "/v4/connect/sessions", headers=account.headers, timeout=TIMEOUT, json={
+        "source_type": "platform.hp-postgres", "redirect_url": "https://app.example/connected"})
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(created.json()["url"])
+    for label, value in [("Host", "db.example.com"), ("Port", "5432"), ("Database", "shop"), ("User", "reader"),
+                         ("Password", "pw-" + os.urandom(8).hex())]:
+        page.get_by_label(field_label(label)).fill(value)
+    page.get_by_label(field_label("Use SSL")).check()
+    page.get_by_role("button", name="Continue").click()
+    expect = sync_api.expect
+    expect(page.get_by_role("heading", name=re.compile("Checking the connection|Connect"))).to_be_visible()
+    sources = requests.get(base + "/v4/sources", headers=account.headers, timeout=TIMEOUT).json()["data"]
+    assert sources[0]["properties"]["ssl"] == "true"
+    assert "use_log_based_replication" not in sources[0]["properties"]  # never ticked: left unset
     context.close()

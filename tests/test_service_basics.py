@@ -99,12 +99,19 @@ def test_source_types_list(client, account, app):
     ga = next(t for t in types if t["type"] == "platform.google-analytics")
     assert ga["steps"] == ["form", "oauth", "discover_schema", "field_selection", "fully_configured"]
     assert ga["managed_oauth"] is True
-    assert set(ga) == {"type", "display_name", "details", "steps", "managed_oauth"}
+    assert set(ga) == {"type", "display_name", "details", "upgrade_available", "steps", "managed_oauth"}
+    postgres = next(t for t in types if t["type"] == "platform.postgres")
+    assert postgres["upgrade_available"] == {"type": "platform.hp-postgres"}
 
 
 def test_google_analytics_report_card_has_the_shape_of_stitchs_guide(client, account):
     card = client.get("/v4/source-types/platform.google-analytics", headers=account.headers).get_json()
-    assert set(card) == {"type", "current_step", "current_step_type", "steps", "details"}
+    # Stitch's type-level card, plus what this service adds: what its OAuth handshake fills.
+    assert set(card) == {"type", "current_step", "current_step_type", "steps", "details", "upgrade_available",
+                         "oauth_handshake"}
+    assert card["upgrade_available"] is None
+    assert card["oauth_handshake"] == {"fills": ["client_id", "client_secret", "refresh_token"],
+                                       "remaining_inputs": ["view_id"]}
     assert (card["type"], card["current_step"], card["current_step_type"]) == (
         "platform.google-analytics", 1, "form")
     assert [s["type"] for s in card["steps"]] == [
@@ -116,7 +123,11 @@ def test_google_analytics_report_card_has_the_shape_of_stitchs_guide(client, acc
             assert prop["provided"] is False
     form = {p["name"]: p for p in card["steps"][0]["properties"]}
     assert form["start_date"]["json_schema"]["pattern"] == "^\\d{4}-\\d{2}-\\d{2}T00:00:00Z$"
-    assert form["image_version"]["json_schema"] is None  # read_only: served as null
+    # Every schema carries a title and (for what the user fills in) a description; a read-only
+    # property's schema is served, as Stitch's example serves quota_user's.
+    assert form["start_date"]["json_schema"]["title"] == "Start date"
+    assert form["quota_user"]["json_schema"]["type"] == "string"
+    assert form["image_version"]["json_schema"]["title"] == "Connector version"
     oauth = [p["name"] for p in card["steps"][1]["properties"]]
     assert oauth == ["client_id", "client_secret", "refresh_token", "user_id", "view_id"]
     assert card["details"]["protocol"] == "platform.google-analytics"

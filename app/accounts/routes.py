@@ -9,6 +9,7 @@ from marshmallow import Schema
 from .. import db
 from ..auth import current_principal, operator_only
 from ..schemas import ApiErrorSchema
+from ..security_headers import shows_secret_once
 from . import service
 from .schemas import (
     AccountCreatedSchema,
@@ -34,6 +35,7 @@ blueprint = Blueprint("accounts", __name__, url_prefix="/v4/accounts",
 class Accounts(MethodView):
     decorators = [operator_only]
 
+    @shows_secret_once
     @blueprint.arguments(AccountCreateSchema)
     @blueprint.response(201, AccountCreatedSchema)
     @blueprint.alt_response(403, schema=ApiErrorSchema)
@@ -70,6 +72,7 @@ class AccountById(MethodView):
 
 @blueprint.route("/<int:account_id>/tokens")
 class AccountTokens(MethodView):
+    @shows_secret_once
     @blueprint.response(201, TokenCreatedSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     def post(self, account_id: int):  # type: ignore[no-untyped-def]

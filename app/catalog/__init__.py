@@ -2,6 +2,7 @@
 
 from flask import Flask, current_app
 
+from .access import AccessPolicy
 from .cards import ReportCard
 from .loader import Catalog, CatalogError, load_catalog
 
@@ -9,7 +10,8 @@ EXTENSION_KEY = "connect.catalog"
 
 
 def init_app(app: Flask) -> Catalog:
-    catalog = load_catalog(app.config["REPORT_CARDS"])
+    catalog = load_catalog(app.config["REPORT_CARDS"],
+                           AccessPolicy.from_setting(app.config.get("ALLOWED_DEPRECATED_TYPES")))
     app.extensions[EXTENSION_KEY] = catalog
     app.logger.info(
         "catalog loaded",

@@ -3,7 +3,8 @@
 A :class:`ReportCard` holds the public report card (with each property's validator compiled once)
 and the private sections: ``oauth``, ``auth`` and ``api`` parsed into the frozen dataclasses of
 app/catalog/sections.py (a key a section does not have is a load error), ``system_values``,
-``database`` and ``singer`` frozen read-only.
+``form_layout``, ``database`` and ``singer`` frozen read-only. The type-level card served by
+``GET /v4/source-types/{type}`` never changes, so it is serialised once (app/sources/presenter.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-from jsonschema import Draft7Validator, FormatChecker
+from jsonschema import Draft7Validator
 
+from .formats import format_checker
 from .frozen import freeze, thaw
 from .sections import NO_AUTH, ApiSection, AuthSection, OAuthSection, parse_api, parse_auth, parse_oauth
 
@@ -33,7 +35,7 @@ PROPERTY_ATTRIBUTES = (
     "name", "is_required", "is_credential", "system_provided", "property_type", "json_schema",
     "tap_mutable",
 )
-_FORMAT_CHECKER = FormatChecker()
+_FORMAT_CHECKER = format_checker()
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,15 @@ class PropertySpec:
         return self.property_type == "user_provided_immutable"
 
     def public(self) -> dict[str, Any]:
-        """The property as a report card shows it (a read-only property's schema is null)."""
+        """The property as a report card shows it. A read-only property's schema is served too
+        (Stitch's own example serves Google Analytics' ``quota_user`` as ``{"type": "string"}``)."""
         return {
             "name": self.name,
             "is_required": self.is_required,
             "is_credential": self.is_credential,
             "system_provided": self.system_provided,
             "property_type": self.property_type,
-            "json_schema": None if self.is_read_only else thaw(self.json_schema),
+            "json_schema": thaw(self.json_schema),
             "provided": False,
             "tap_mutable": self.tap_mutable,
         }
@@ -85,8 +88,9 @@ class ReportCard:
     """One source type. Attributes are read-only by convention and by freezing."""
 
     __slots__ = (
-        "type", "display_name", "details", "steps", "properties", "system_values", "oauth",
+        "type", "display_name", "details", "upgrade_available", "steps", "properties", "system_values", "oauth",
         "auth", "api", "connector", "database", "singer", "path", "summary", "_public_steps",
+        "oauth_fills", "oauth_remaining", "form_layout",
     )
 
     def __init__(self, document: dict[str, Any], path: str) -> None:
@@ -94,6 +98,7 @@ class ReportCard:
         self.type: str = document["type"]
         self.display_name: str = document["display_name"]
         self.details = freeze(document.get("details") or {})
+        self.upgrade_available = freeze(document.get("upgrade_available"))
         steps = []
         for step in document["steps"]:
             props = tuple(_property(step["type"], p) for p in step["properties"])
@@ -105,12 +110,14 @@ class ReportCard:
         self.system_values = freeze(document.get("system_values") or {})
         oauth, auth, api = document.get("oauth"), document.get("auth"), document.get("api")
         self.oauth: OAuthSection | None = parse_oauth(oauth) if oauth is not None else None
+        self.form_layout = freeze(document.get("form_layout"))
         # No auth section: requests go out without credentials (the same as ``type: none``).
         self.auth: AuthSection = parse_auth(auth) if auth is not None else NO_AUTH
         self.api: ApiSection | None = parse_api(api) if api is not None else None
         self.database = freeze(document.get("database"))
         self.singer = freeze(document.get("singer"))
         self.connector: str | None = connector_kind(document)
+        self.oauth_fills, self.oauth_remaining = handshake_coverage(self.oauth, self.step("oauth"))
         self._public_steps = tuple(
             (s.type, tuple(p.public() for p in s.properties)) for s in self.steps
         )
@@ -118,9 +125,23 @@ class ReportCard:
             "type": self.type,
             "display_name": self.display_name,
             "details": thaw(self.details),
+            "upgrade_available": thaw(self.upgrade_available),
             "steps": [s.type for s in self.steps],
             "managed_oauth": self.oauth is not None,
         }
+
+    def handshake_summary(self) -> dict[str, Any]:
+        """What the type-level card says about its managed handshake (nothing without one)."""
+        if self.oauth is None:
+            return {}
+        return {"oauth_handshake": {"fills": sorted(self.oauth_fills),
+                                    "remaining_inputs": list(self.oauth_remaining)}}
+
+    @property
+    def upgrade_type(self) -> str | None:
+        """The type Stitch names as this one's successor (``upgrade_available.type``)."""
+        upgrade = self.upgrade_available
+        return str(upgrade["type"]) if isinstance(upgrade, Mapping) and upgrade.get("type") else None
 
     @property
     def managed_oauth(self) -> bool:
@@ -158,6 +179,35 @@ def connector_kind(document: Mapping[str, Any]) -> str | None:
     return "http" if document.get("auth") is not None or document.get("api") is not None else None
 
 
+def handshake_coverage(oauth: OAuthSection | None, oauth_step: Step | None
+                       ) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(properties a finished managed handshake provides, required ``oauth``-step properties it
+    does not: what the user or integrator still has to give, such as Google Analytics' view_id).
+
+    A handshake provides the app's client credentials (``client_properties``), fields of the token
+    response (``token_properties``) and of the redirect (``callback_properties``), what it knows
+    itself (``handshake_properties``: the redirect URI it used, the scopes it asked for) and the
+    inputs it was started with (``input_properties``)."""
+    if oauth is None or oauth_step is None:
+        return frozenset(), ()
+    fills = {*oauth.client_properties.names, *oauth.token_properties.values(), *oauth.callback_properties.values(),
+             *oauth.handshake_properties.names, *oauth.input_properties}
+    remaining = tuple(p.name for p in oauth_step.required if p.name not in fills)
+    return frozenset(fills), remaining
+
+
+ANNOTATIONS = ("title", "description")
+
+
+def validation_key(schema: Any) -> str:
+    """A property schema as text without its top-level annotations, which no validator reads:
+    properties whose schemas differ only in their titles share one compiled validator (the shipped
+    catalog has 1,716 properties, 264 titles and a few dozen distinct schemas)."""
+    if isinstance(schema, dict) and any(key in schema for key in ANNOTATIONS):
+        schema = {k: v for k, v in schema.items() if k not in ANNOTATIONS}
+    return json.dumps(schema, sort_keys=True)
+
+
 @lru_cache(maxsize=4096)
 def _compiled_validator(canonical_schema: str) -> Draft7Validator:
     """One validator per distinct schema, shared by every property that has it (validators are
@@ -169,7 +219,7 @@ def _property(step_type: str, raw: dict[str, Any]) -> PropertySpec:
     schema = raw["json_schema"]
     validator = None
     if isinstance(schema, dict | bool) and schema not in ({}, True):
-        validator = _compiled_validator(json.dumps(schema, sort_keys=True))
+        validator = _compiled_validator(validation_key(schema))
     return PropertySpec(
         name=raw["name"],
         step_type=step_type,

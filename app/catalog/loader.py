@@ -22,11 +22,12 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..templating import TemplateProblem, render
-from .cards import STEP_TYPES, ReportCard
+from .access import AccessPolicy
+from .cards import STEP_TYPES, ReportCard, validation_key
 from .sections import SectionProblem
 
 SCHEMA_PATH = Path(__file__).with_name("report_card.schema.json")
-# What a system_values template may use (app/sources/service.py renders it with real values).
+# What a system_values template may use (app/sources/writes.py renders it with real values).
 SYSTEM_VALUES_CONTEXT = {"account": {"id": 1}, "source": {"id": 1, "name": "example"}}
 
 
@@ -50,9 +51,12 @@ class CatalogError(Exception):
 class Catalog:
     """The source types, by type. Built once at start-up; read-only after."""
 
-    def __init__(self, cards: dict[str, ReportCard], load_seconds: float) -> None:
+    def __init__(self, cards: dict[str, ReportCard], load_seconds: float,
+                 access: AccessPolicy | None = None) -> None:
         self.cards = dict(sorted(cards.items()))
         self.load_seconds = load_seconds
+        # Which access:false types this deployment lets accounts create (app/catalog/access.py).
+        self.access = access if access is not None else AccessPolicy()
         self.list_json: bytes = json.dumps(
             [card.summary for card in self.cards.values()], separators=(",", ":")
         ).encode()
@@ -138,7 +142,7 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
             else:
                 seen_names[name] = path
             if prop["json_schema"] is not None:
-                schema_problem = _property_schema_problem(json.dumps(prop["json_schema"], sort_keys=True))
+                schema_problem = _property_schema_problem(validation_key(prop["json_schema"]))
                 if schema_problem is not None:
                     error_path, message = schema_problem
                     problems.append(CatalogProblem(
@@ -152,15 +156,32 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
             render(value, SYSTEM_VALUES_CONTEXT)
         except TemplateProblem as error:
             problems.append(CatalogProblem(file, f"$.system_values.{name}", f"template: {error}"))
+    problems += _form_layout_problems(document.get("form_layout"), seen_names, file)
     oauth = document.get("oauth")
     if oauth:
         if "oauth" not in step_types:
             problems.append(CatalogProblem(file, "$.oauth", "an oauth section needs an oauth step"))
-        for section in ("client_properties", "token_properties", "callback_properties"):
+        for section in ("client_properties", "token_properties", "callback_properties", "handshake_properties"):
             for key, name in oauth.get(section, {}).items():
                 if name not in seen_names:
                     problems.append(CatalogProblem(
                         file, f"$.oauth.{section}.{key}", f"no property {name!r} in this card"))
+    return problems
+
+
+def _form_layout_problems(layout: Any, names: dict[str, str], file: str) -> list[CatalogProblem]:
+    """A form layout may only name the card's properties and its own groups."""
+    if not layout:
+        return []
+    groups = {group["id"] for group in layout["groups"]}
+    problems = []
+    for index, field in enumerate(layout["fields"]):
+        if field["name"] not in names:
+            problems.append(CatalogProblem(file, f"$.form_layout.fields[{index}].name",
+                                           f"no property {field['name']!r} in this card"))
+        if field["group"] not in groups:
+            problems.append(CatalogProblem(file, f"$.form_layout.fields[{index}].group",
+                                           f"no group {field['group']!r} in form_layout.groups"))
     return problems
 
 
@@ -218,9 +239,9 @@ def split_paths(setting: str) -> list[Path]:
     return [Path(part) for part in setting.split(os.pathsep) if part.strip()]
 
 
-def load_catalog(setting: str) -> Catalog:
+def load_catalog(setting: str, access: AccessPolicy | None = None) -> Catalog:
     started = time.perf_counter()
     cards, problems = check_paths(split_paths(setting))
     if problems:
         raise CatalogError(problems)
-    return Catalog(cards, time.perf_counter() - started)
+    return Catalog(cards, time.perf_counter() - started, access)

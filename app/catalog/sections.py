@@ -88,6 +88,18 @@ class ClientProperties:
 
 
 @dataclass(frozen=True)
+class HandshakeProperties:
+    """The card's properties that get what the handshake itself used (both optional)."""
+
+    redirect_uri: str | None = None
+    scope: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name in (self.redirect_uri, self.scope) if name)
+
+
+@dataclass(frozen=True)
 class OAuthSection:
     """The managed authorization-code handshake (app/oauth/handshake.py)."""
 
@@ -103,6 +115,8 @@ class OAuthSection:
     # Where the token response's and the callback's fields go: field (or dotted path) → property.
     token_properties: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     callback_properties: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    # Properties the handshake fills with what it knows itself: the redirect URI and scope it used.
+    handshake_properties: HandshakeProperties = field(default_factory=lambda: HandshakeProperties())
     # Properties the authorize and token URL templates need, given at initiate.
     input_properties: tuple[str, ...] = ()
     docs_url: str | None = None
@@ -111,6 +125,7 @@ class OAuthSection:
 def parse_oauth(raw: Mapping[str, Any], path: str = "$.oauth") -> OAuthSection:
     read = _Reader(raw, path)
     clients = _Reader(read.get("client_properties") or {}, f"{path}.client_properties")
+    own = _Reader(read.get("handshake_properties") or {}, f"{path}.handshake_properties")
     section = OAuthSection(
         authorize_url=read.text("authorize_url"),
         token_url=read.text("token_url"),
@@ -123,10 +138,12 @@ def parse_oauth(raw: Mapping[str, Any], path: str = "$.oauth") -> OAuthSection:
         client_properties=ClientProperties(clients.optional_text("client_id"), clients.optional_text("client_secret")),
         token_properties=read.string_map("token_properties"),
         callback_properties=read.string_map("callback_properties"),
+        handshake_properties=HandshakeProperties(own.optional_text("redirect_uri"), own.optional_text("scope")),
         input_properties=read.strings("input_properties"),
         docs_url=read.optional_text("docs_url"),
     )
     clients.done("oauth.client_properties")
+    own.done("oauth.handshake_properties")
     read.done("an oauth section")
     return section
 

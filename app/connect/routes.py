@@ -24,9 +24,10 @@ from ..catalog import get_catalog
 from ..crypto import get_keyring
 from ..errors import ApiError, error_response
 from ..schemas import ApiErrorSchema
+from ..security_headers import shows_secret_once
 from ..wiring import services
 from . import service
-from .forms import shown_value
+from .forms import availability, docs_url, form_groups, shown_value
 from .models import CANCELLED, COMPLETED, ConnectSession
 from .schemas import SessionCreateSchema, SessionSchema
 from .theme import theme_css
@@ -51,6 +52,7 @@ STEP_TITLES = {"form": "Settings", "oauth": "Sign in", "discover_schema": "Conne
 class Sessions(MethodView):
     decorators = [account_only]
 
+    @shows_secret_once
     @blueprint.arguments(SessionCreateSchema)
     @blueprint.response(201, SessionSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
@@ -74,7 +76,6 @@ def _remember_token(_endpoint: str | None, values: dict[str, Any] | None) -> Non
 @page.after_request
 def _page_headers(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
     # The token is in the URL: never send it on in a Referer, never keep a page in a cache.
     response.headers["Referrer-Policy"] = "no-referrer"
     if request.endpoint != "connect_page.static":
@@ -111,7 +112,10 @@ def _render(token: str, row: ConnectSession, status: int = 200, errors: dict[str
         poll=state.step in POLLED_STEPS and not editing and not _check_failed(state),
         selection_key=service.selection_key, shown_value=_shown,
         card_names={t: c.display_name for t in row.allowed_types if (c := get_catalog().get(t))},
-        field_labels={f.name: f.label for f in state.fields}, step_titles=STEP_TITLES), status
+        field_labels={f.name: f.label for f in state.fields}, step_titles=STEP_TITLES,
+        groups=form_groups(state.card, state.fields) if state.card is not None else [],
+        docs_url=docs_url(state.card) if state.card is not None else None,
+        availability=availability(state.card) if state.card is not None else None), status
 
 
 def _check_failed(state: service.PageState) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..auth import hash_token
 from ..catalog import Catalog
+from ..catalog.access import access_denied
 from ..catalog.cards import ReportCard
 from ..crypto import Keyring
 from ..db import affected_rows, begin_write, get_db
@@ -88,6 +89,12 @@ def _types_asked(catalog: Catalog, body: dict[str, Any]) -> list[str] | None:
                for name, value in zip(names, asked, strict=True) if catalog.get(value) is None]
     if unknown:
         raise Invalid.from_problems(unknown, type="invalid_type")
+    for name, value in zip(names, asked, strict=True):
+        card = catalog.get(value)
+        denied = access_denied(card, catalog.access) if card is not None else None
+        if denied is not None:  # the page could never create it: say so to the integrator now
+            denied.details = [{**detail, "field": name} for detail in denied.details]
+            raise denied
     return asked
 
 

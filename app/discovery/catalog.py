@@ -69,6 +69,29 @@ def merged_metadata(discovered: list[dict[str, Any]], selections: Mapping[str, A
     return merged
 
 
+def shown_selected(discovered: list[dict[str, Any]], selections: Mapping[str, Any]) -> bool | None:
+    """A stream's ``selected`` as Stitch's Stream object shows it: ``null`` for a stream nobody has
+    chosen either way, else what was chosen; a stream that is on without a choice (automatic, or
+    selected by default) shows ``true``, since it will be synced. The step machine does not read
+    this: it reads the effective selection (:func:`stream_selected`), kept in ``streams.selected``."""
+    choice = selections.get(breadcrumb_key([]), {})
+    if "selected" in choice:
+        return stream_selected(discovered, selections)
+    return True if stream_selected(discovered, selections) else None
+
+
+def stream_level_metadata(discovered: list[dict[str, Any]], selections: Mapping[str, Any]) -> dict[str, Any]:
+    """The stream's own metadata (breadcrumb ``[]``) with the client's writes, as the entries of
+    ``GET …/streams`` carry it; ``selected`` as :func:`shown_selected` says, absent when null."""
+    stream_entry = next(e for e in discovered if e["breadcrumb"] == [])
+    metadata = {**stream_entry["metadata"], **selections.get(breadcrumb_key([]), {})}
+    metadata.pop("selected", None)
+    shown = shown_selected(discovered, selections)
+    if shown is not None:
+        metadata["selected"] = shown
+    return metadata
+
+
 def stream_selected(discovered: list[dict[str, Any]], selections: Mapping[str, Any]) -> bool:
     stream_entry = next(e for e in discovered if e["breadcrumb"] == [])
     return effective_selected(stream_entry["metadata"], selections.get(breadcrumb_key([]), {}))

@@ -8,7 +8,8 @@ leaves the same result (streams are upserted by ``tap_stream_id``).
 Failures are sorted by who can fix them: the user (credentials refused, 4xx on the check: the
 source becomes ``broken`` and says why), time (429, 5xx, timeouts, no token for now: the job is
 retried with back-off, and the check fails only when attempts run out), or the operator (a card
-that cannot produce a request: the check fails at once). A 2xx that is not data (an HTML page, JSON
+that cannot produce a request, a stored credential no configured key opens: the check fails at
+once, ``credentials_unreadable`` naming the key). A 2xx that is not data (an HTML page, JSON
 cut short) counts as time's: a maintenance or sign-in page, or a proxy that lost the body. When the
 token store has scheduled its next attempt (``Retry-After`` from the token endpoint), the job is
 not run again before then: an attempt would only find the store still waiting.
@@ -16,6 +17,7 @@ not run again before then: an attempt would only find the store still waiting.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -29,7 +31,7 @@ from ..catalog.cards import ReportCard
 from ..catalog.sections import ApiSection, StreamSpec
 from ..connectors.errors import AuthConfigurationError, CredentialsRejected, TokenUnavailable
 from ..connectors.http import send_api_request
-from ..crypto import get_keyring
+from ..crypto import KeyringError, get_keyring
 from ..db import begin_write, get_db
 from ..jobs.queue import ClaimedJob
 from ..jobs.worker import JobFailed
@@ -39,6 +41,7 @@ from .models import ConnectionCheck
 from .service import save_discovery
 
 UNSUPPORTED_STATUSES = (403, 404)
+log = logging.getLogger(__name__)
 
 
 class CheckOutcome(Exception):
@@ -140,6 +143,8 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
                                user_must_fix=False)
     except AuthConfigurationError as error:
         outcome = CheckOutcome("configuration_error", str(error), user_must_fix=False)
+    except KeyringError as error:
+        outcome = _unreadable_credentials(job, error)
     except (TokenUnavailable, requests.RequestException, JobFailed) as error:
         if isinstance(error, JobFailed):
             failure = error
@@ -160,6 +165,18 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
         return {"check": "failed", "error": outcome.error, "duration_ms": elapsed_ms}
     changes = _record(app, job, check_id, generation, status="succeeded", found=found)
     return {"check": "succeeded", "streams": len(found), "duration_ms": elapsed_ms, **changes}
+
+
+def _unreadable_credentials(job: ClaimedJob, error: KeyringError) -> CheckOutcome:
+    """A stored credential or token no configured key opens: the operator's to fix (configure the key
+    it was sealed under), so the check fails at once, saying which key, and is not retried: the key
+    will not appear by itself. The source is not marked broken: its credentials may be fine."""
+    log.error("a credential cannot be decrypted", extra={"job_id": job.id, "source_id": job.source_id,
+                                                        "reason": str(error)})
+    return CheckOutcome("credentials_unreadable",
+                        f"a stored credential of this source cannot be decrypted ({error}): the service's "
+                        "operator must configure that encryption key in CONNECT_ENCRYPTION_KEYS; entering "
+                        "the credentials again also mends it", user_must_fix=False)
 
 
 def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, status: str,

@@ -20,8 +20,7 @@ blueprint = Blueprint("streams", __name__, url_prefix="/v4/sources",
 
 
 def summaries(streams: list) -> Response:
-    return jsonify([{"stream_id": s.id, "tap_stream_id": s.tap_stream_id, "stream_name": s.stream_name,
-                     "selected": s.selected} for s in streams])
+    return jsonify([service.stream_summary(s) for s in streams])
 
 
 @blueprint.route("/<int:source_id>/last-connection-check")

@@ -22,7 +22,9 @@ class StreamSummarySchema(Schema):
     stream_id = fields.Integer(required=True)
     tap_stream_id = fields.String(required=True)
     stream_name = fields.String(required=True)
-    selected = fields.Boolean(required=True)
+    selected = fields.Boolean(required=True, allow_none=True, metadata={
+        "description": "null until the stream is chosen either way (true when it is on by default)."})
+    metadata = fields.Dict(required=True, metadata={"description": "The stream-level metadata."})
 
 
 class MetadataEntrySchema(Schema):
@@ -35,7 +37,8 @@ class StreamSchema(Schema):
     tap_stream_id = fields.String(required=True)
     schema = fields.Dict(required=True)
     metadata = fields.List(fields.Nested(MetadataEntrySchema), required=True)
-    non_discoverable_metadata_keys = fields.List(fields.String(), required=True)
+    non_discoverable_metadata_keys = fields.List(fields.String(), required=True,
+                                                 data_key="non-discoverable-metadata-keys")
 
 
 class MetadataWriteSchema(Schema):

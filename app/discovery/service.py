@@ -24,7 +24,16 @@ from ..sources.events import record_event
 from ..sources.facts import facts_for, provided_names
 from ..sources.queries import SourceView, live_view, locked_source
 from ..sources.steps import credential_steps_complete, derive_step
-from .catalog import carry_selections, discovered_metadata, merged_metadata, selection_problems, stream_selected
+from .catalog import (
+    WRITABLE_KEYS,
+    carry_selections,
+    discovered_metadata,
+    merged_metadata,
+    selection_problems,
+    shown_selected,
+    stream_level_metadata,
+    stream_selected,
+)
 from .models import ConnectionCheck, Stream
 
 CHECK_JOB = "check_and_discover"
@@ -93,13 +102,25 @@ def get_stream(session: Session, account_id: int, source_id: int, stream_id: int
     return stream
 
 
+def stream_summary(stream: Stream) -> dict[str, Any]:
+    """An entry of ``GET …/streams``: Stitch's Stream object, with its stream-level metadata."""
+    return {
+        "stream_id": stream.id,
+        "tap_stream_id": stream.tap_stream_id,
+        "stream_name": stream.stream_name,
+        "selected": shown_selected(stream.discovered_metadata, stream.selections),
+        "metadata": stream_level_metadata(stream.discovered_metadata, stream.selections),
+    }
+
+
 def stream_body(stream: Stream) -> dict[str, Any]:
+    """Stitch's Stream Schema object (the metadata keys a client may write under Stitch's name)."""
     return {
         "stream_id": stream.id,
         "tap_stream_id": stream.tap_stream_id,
         "schema": stream.schema,
         "metadata": merged_metadata(stream.discovered_metadata, stream.selections),
-        "non_discoverable_metadata_keys": ["selected", "replication-method", "replication-key"],
+        "non-discoverable-metadata-keys": list(WRITABLE_KEYS),
     }
 
 

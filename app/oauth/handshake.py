@@ -144,6 +144,8 @@ def _provider_url_problem(url: str) -> str | None:
 class Consent:
     consent_url: str
     expires_at: datetime
+    # Required oauth-step properties the handshake will not provide (the card's oauth_handshake).
+    remaining_inputs: tuple[str, ...] = ()
 
 
 def _handshake_urls(card: ReportCard, inputs: Mapping[str, Any]) -> tuple[str, str]:
@@ -311,10 +313,11 @@ def _start_handshake(session: Session, keyring: Keyring, card: ReportCard, app: 
         input_configuration={k: v for k, v in request.inputs.items() if k not in credential_inputs},
         app_scope=app.scope, client_id=app.client_id, created_at=now, expires_at=now + STATE_LIFETIME)
     sealed = _seal_json(keyring, {"code_verifier": verifier, "client_secret": app.client_secret,
-                                  "credential_inputs": credential_inputs}, row.associated_data)
+                                  "credential_inputs": credential_inputs,
+                                  "scopes": list(_scopes(card, app))}, row.associated_data)
     row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
     session.add(row)
-    return Consent(consent_url, row.expires_at)
+    return Consent(consent_url, row.expires_at, card.oauth_remaining)
 
 
 def purge_expired_handshakes(app: Flask) -> dict[str, Any]:
@@ -339,13 +342,18 @@ def _oauth_session(card: ReportCard, app: ClientCredentials, redirect_uri: str, 
 def _consent_url(card: ReportCard, app: ClientCredentials, authorize_url: str, redirect_uri: str,
                  state: str, verifier: str | None) -> str:
     oauth = oauth_section(card)
-    scopes = app.scopes if app.scopes is not None else oauth.scopes
+    scopes = _scopes(card, app)
     extra = {k: v for k, v in oauth.authorize_params.items() if k not in RESERVED_AUTHORIZE_PARAMS}
     with _oauth_session(card, app, redirect_uri, verifier is not None) as client:
         url, _ = client.create_authorization_url(
             authorize_url, state=state, code_verifier=verifier,
             scope=oauth.scope_separator.join(scopes) or None, **extra)
     return url
+
+
+def _scopes(card: ReportCard, app: ClientCredentials) -> tuple[str, ...]:
+    """The scopes a handshake asks for: the app's own, else the card's."""
+    return app.scopes if app.scopes is not None else oauth_section(card).scopes
 
 
 # -- callback -----------------------------------------------------------------------------------
@@ -374,6 +382,7 @@ class ClaimedState:
     inputs: dict[str, Any]
     app: ClientCredentials
     code_verifier: str | None
+    scopes: tuple[str, ...] = ()
 
 
 class InvalidState(ApiError):
@@ -408,7 +417,7 @@ def _claim_state(session: Session, keyring: Keyring, state: str | None) -> Claim
             redirect_url=row.redirect_url, source_id=row.source_id,
             inputs={**row.input_configuration, **private["credential_inputs"]},
             app=ClientCredentials(row.app_scope, row.client_id, private["client_secret"]),
-            code_verifier=private["code_verifier"])
+            code_verifier=private["code_verifier"], scopes=tuple(private.get("scopes") or ()))
 
 
 def _require_success(response: requests.Response) -> requests.Response:
@@ -473,14 +482,26 @@ def _field(document: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+def known_values(card: ReportCard, claimed: ClaimedState, redirect_uri: str) -> dict[str, Any]:
+    """What the handshake knows itself, for the card's ``handshake_properties``: the redirect URI
+    it used (HubSpot, Asana, Deputy, Eloqua and Outreach keep it to refresh tokens) and the scopes
+    it asked for, joined as the consent URL joined them (eBay's refresh needs them)."""
+    oauth = oauth_section(card)
+    facts = {"redirect_uri": (oauth.handshake_properties.redirect_uri, redirect_uri),
+             "scope": (oauth.handshake_properties.scope, oauth.scope_separator.join(claimed.scopes))}
+    return {name: value for name, value in facts.values() if name and value}
+
+
 def handshake_values(card: ReportCard, claimed: ClaimedState, token: Mapping[str, Any],
-                     callback_args: Mapping[str, str]) -> dict[str, Any]:
+                     callback_args: Mapping[str, str], redirect_uri: str) -> dict[str, Any]:
     """The property values a finished handshake provides: the handshake's inputs, the app's
-    client credentials, values from the callback, and fields of the token response."""
+    client credentials, what it knows itself, values from the callback, and fields of the token
+    response."""
     oauth = oauth_section(card)
     if not token.get("access_token") and not token.get("refresh_token"):
         raise HandshakeFailed("server_error", "the provider's token response has no access_token or refresh_token")
     values: dict[str, Any] = {k: v for k, v in claimed.inputs.items() if k in card.properties}
+    values.update(known_values(card, claimed, redirect_uri))
     if oauth.client_properties.client_id:
         values[oauth.client_properties.client_id] = claimed.app.client_id
     if oauth.client_properties.client_secret:
@@ -564,7 +585,7 @@ def complete_callback(
             raise HandshakeFailed("invalid_request", "the provider's redirect has no code")
         _authorize_url, token_url = _handshake_urls(card, claimed.inputs)
         token = exchange_code(card, claimed, token_url, callback_url(public_url), args["code"], timeout)
-        values = handshake_values(card, claimed, token, args)
+        values = handshake_values(card, claimed, token, args, callback_url(public_url))
         secret_id = _issue_secret(session, keyring, claimed, values, secret_ttl)
         if claimed.source_id is None:
             log.info("oauth handshake completed", extra={

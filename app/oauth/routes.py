@@ -15,6 +15,7 @@ from ..auth import account_only, current_account_id, current_principal, public
 from ..catalog import get_catalog
 from ..crypto import get_keyring
 from ..schemas import ApiErrorSchema
+from ..security_headers import shows_secret_once
 from ..wiring import services
 from . import apps, handshake
 from .schemas import ConsentSchema, CredentialsPutSchema, CredentialsSchema, InitiateSchema, SpecArgsSchema
@@ -37,12 +38,14 @@ class Initiate(MethodView):
             db.session(), get_catalog(), get_keyring(), current_account_id(), body["source_type"],
             body["redirect_url"], body.get("source_id"), body["oauth_input_configuration"],
             current_app.config["PUBLIC_URL"])
-        return {"consent_url": consent.consent_url, "expires_at": consent.expires_at}
+        return {"consent_url": consent.consent_url, "expires_at": consent.expires_at,
+                "remaining_inputs": list(consent.remaining_inputs)}
 
 
 @blueprint.route("/callback")
 @public
 class Callback(MethodView):
+    @shows_secret_once
     @blueprint.response(302, description="To the integrator's redirect_url, with secret_id (source_id "
                         "for a reconnect) or error and error_description added to its query.")
     @blueprint.alt_response(400, schema=ApiErrorSchema, description="Missing, unknown, used or expired state.")
@@ -56,8 +59,7 @@ class Callback(MethodView):
             db.session(), get_catalog(), get_keyring(), services().source_hooks, request.args, config["PUBLIC_URL"],
             config["HTTP_TIMEOUT"], config["SECRET_TTL"])
         response = redirect(location, 302)
-        # The page the browser lands on must not be cached or leak this URL (it held the code).
-        response.headers["Cache-Control"] = "no-store"
+        # The page the browser lands on must not leak this URL (it held the code) in a Referer.
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 

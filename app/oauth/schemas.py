@@ -21,6 +21,9 @@ class InitiateSchema(Schema):
 class ConsentSchema(Schema):
     consent_url = fields.String(required=True)
     expires_at = Timestamp(required=True)
+    remaining_inputs = fields.List(fields.String(), required=True, metadata={
+        "description": "Required properties of the type's oauth step that the handshake does not "
+                       "provide: set them on the source yourself (e.g. Google Analytics' view_id)."})
 
 
 class CredentialsPutSchema(Schema):

@@ -17,17 +17,28 @@ class StepSchema(Schema):
     properties = fields.List(fields.Nested(PropertySchema), required=True)
 
 
+class OAuthHandshakeSchema(Schema):
+    fills = fields.List(fields.String(), required=True, metadata={
+        "description": "Properties of the oauth step the managed handshake provides."})
+    remaining_inputs = fields.List(fields.String(), required=True, metadata={
+        "description": "Required properties of the oauth step it does not: set them on the source."})
+
+
 class ReportCardSchema(Schema):
     type = fields.String(required=True)
     current_step = fields.Integer(required=True)
     current_step_type = fields.String(required=True)
     steps = fields.List(fields.Nested(StepSchema), required=True)
     details = fields.Dict()
+    upgrade_available = fields.Dict(allow_none=True, metadata={"description": "{type}: the successor type."})
+    oauth_handshake = fields.Nested(OAuthHandshakeSchema, metadata={
+        "description": "Only for types with a managed OAuth handshake."})
 
 
 class SourceTypeSummarySchema(Schema):
     type = fields.String(required=True)
     display_name = fields.String(required=True)
     details = fields.Dict(required=True)
+    upgrade_available = fields.Dict(required=True, allow_none=True)
     steps = fields.List(fields.String(), required=True)
     managed_oauth = fields.Boolean(required=True)

@@ -17,6 +17,7 @@ from functools import lru_cache
 from ..catalog.cards import ReportCard
 from ..catalog.frozen import thaw
 from .queries import AnySource
+from .schedule import schedule_of
 from .steps import SourceFacts, derive_step
 
 # As Flask's jsonify sends it (compact, ASCII), in the key order of API.md.
@@ -37,6 +38,8 @@ def blank_card_json(card: ReportCard) -> bytes:
         "current_step_type": position.type,
         "steps": card.public_steps(),
         "details": thaw(card.details),
+        "upgrade_available": thaw(card.upgrade_available),
+        **card.handshake_summary(),
     }, separators=(",", ":")).encode()
 
 
@@ -85,6 +88,10 @@ def source_json(source: AnySource, card: ReportCard, facts: SourceFacts) -> str:
         "properties": {k: v for k, v in source.properties.items() if v is not None},
     })
     tail = _dumps({
+        "schedule": schedule_of(card, source.properties, source.paused_at is not None,
+                                source.deleted_at is not None),
+        # Stitch's name for the owning account ("client"): the account id.
+        "stitch_client_id": source.account_id,
         "setup_state": setup_state(source),
         "created_at": timestamp(source.created_at),
         "updated_at": timestamp(source.updated_at),

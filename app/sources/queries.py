@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, lazyload
 
 from ..errors import ApiError, NotFound, Problem
 from ..models import Source, SourceCredential, SourceEvent, table_of
+from ..schemas import id_from_text
 
 _SOURCES = table_of(Source)
 _CREDENTIALS = table_of(SourceCredential)
@@ -137,11 +138,14 @@ def encode_cursor(source_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
+    """The id a cursor of :func:`encode_cursor` holds: its exact ASCII digits, nothing int() would
+    also read ("４", " 4", "4_0")."""
+    value: int | None
     try:
-        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        value = id_from_text(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        value = -1
-    if value < 1:
+        value = None
+    if value is None:
         raise ApiError("cursor is not one this service gave out", status=400,
                        details=[Problem("cursor", "invalid cursor").detail()])
     return value

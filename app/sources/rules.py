@@ -12,9 +12,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema.exceptions import best_match
+from anyascii import anyascii
+from jsonschema.exceptions import ValidationError, best_match
 
 from ..catalog.cards import PropertySpec, ReportCard
+from ..catalog.formats import FORMAT_WORDS
+from ..catalog.patterns import pattern_words
 from ..errors import Problem
 
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_$]*$")
@@ -22,8 +25,11 @@ NAME_MAX = 49  # "under 50 characters"
 
 
 def derive_name(display_name: str) -> str:
-    """Stitch's rule: lower case, every run of other characters becomes ``_``; cut to fit."""
-    name = re.sub(r"[^a-z0-9]+", "_", display_name.lower()).strip("_")
+    """Stitch's rule: lower case, every run of other characters becomes ``_``; cut to fit.
+
+    Letters beyond ASCII are transliterated first (anyascii: "Ünïcödé Nämé" → ``unicode_name``,
+    "北京" → ``beijing``), so a name keeps its words instead of collapsing into underscores."""
+    name = re.sub(r"[^a-z0-9]+", "_", anyascii(display_name).lower()).strip("_")
     if name and name[0].isdigit():
         name = "_" + name
     return name[:NAME_MAX].rstrip("_") if len(name) > NAME_MAX else name
@@ -52,8 +58,12 @@ def schema_reason(spec: PropertySpec, value: Any, *, quote_value: bool = True) -
     error = best_match(spec.validator.iter_errors(value))
     if error is None:
         return None
-    if spec.is_credential or not quote_value:
-        where = "".join(f"[{p!r}]" for p in error.absolute_path)
+    quote_value = quote_value and not spec.is_credential
+    where = "".join(f"[{p!r}]" for p in error.absolute_path)
+    words = _error_words(error, value, with_cause=quote_value)
+    if words is not None:
+        return f"value{where} {words}" if where else words
+    if not quote_value:
         return f"value{where} fails the {error.validator!r} rule of its json_schema"
     return str(error.message)
 
@@ -62,6 +72,45 @@ def changes_immutable(spec: PropertySpec, stored: Mapping[str, Any], value: Any)
     """Whether setting ``value`` (None: clearing) changes an immutable property the source has
     (``stored``: its provided values; a credential's stands for a value never compared equal)."""
     return spec.is_immutable and spec.name in stored and (value is None or value != stored[spec.name])
+
+
+_TYPE_WORDS = {"string": "a string", "integer": "a whole number", "number": "a number",
+               "boolean": "true or false (a JSON boolean)", "array": "a list", "object": "an object",
+               "null": "null"}
+
+
+def _schema_words(schema: Any) -> str:
+    """What a value of a (sub)schema looks like, for "must be …"."""
+    if not isinstance(schema, Mapping):
+        return "a valid value"
+    if isinstance(schema.get("format"), str) and schema["format"] in FORMAT_WORDS:
+        return FORMAT_WORDS[schema["format"]]
+    if isinstance(schema.get("pattern"), str):
+        return pattern_words(schema["pattern"])
+    branches = schema.get("anyOf") or schema.get("oneOf")
+    if isinstance(branches, list | tuple):
+        return " or ".join(dict.fromkeys(_schema_words(b) for b in branches))
+    declared = schema.get("type")
+    if isinstance(declared, list | tuple):
+        return " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in declared)
+    return _TYPE_WORDS.get(declared, "a valid value") if isinstance(declared, str) else "a valid value"
+
+
+def _error_words(error: ValidationError, value: Any, *, with_cause: bool) -> str | None:
+    """A schema failure in words (never a regular expression or a schema), or None: the
+    validator's own message says it well enough (lengths, required keys, unexpected keys)."""
+    if error.validator == "format":
+        words = f"must be {FORMAT_WORDS.get(str(error.validator_value), 'a ' + str(error.validator_value))}"
+        cause = str(error.cause) if error.cause is not None and with_cause else ""
+        return f"{words}: {cause}" if cause else words
+    if error.validator in ("pattern", "anyOf", "oneOf"):
+        return f"must be {_schema_words(error.schema)}"
+    if error.validator == "type":
+        return f"must be {_schema_words(error.schema)}, got {_json_type(error.instance)}"
+    if error.validator == "enum":
+        allowed = error.validator_value if isinstance(error.validator_value, list | tuple) else ()
+        return "must be one of " + ", ".join(str(v) for v in allowed)
+    return None
 
 
 def _json_type(value: Any) -> str:

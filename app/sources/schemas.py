@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from ..schemas import display_text, utc_representable
+from ..schemas import TextInteger, display_text, utc_representable
 from ..source_types.schemas import StepSchema
 
 
@@ -33,6 +33,15 @@ class SourceReportCardSchema(Schema):
     setup_error = fields.Dict(metadata={"description": "Why the source is broken (only then)."})
 
 
+class ScheduleSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(["interval", "cron"]))
+    unit = fields.String(validate=validate.OneOf(["minute"]))
+    interval = fields.Float()
+    cron_expression = fields.String()
+    next_fire_time = fields.String(required=True, allow_none=True, metadata={
+        "description": "Always null: this service runs no replication itself."})
+
+
 class SourceSchema(Schema):
     id = fields.Integer(required=True)
     name = fields.String(required=True)
@@ -40,6 +49,10 @@ class SourceSchema(Schema):
     type = fields.String(required=True)
     properties = fields.Dict(required=True)
     report_card = fields.Nested(SourceReportCardSchema, required=True)
+    schedule = fields.Nested(ScheduleSchema, required=True, allow_none=True, metadata={
+        "description": "From cron_expression, else frequency_in_minutes, else the type's default "
+                       "interval; null while paused or deleted, and for types without scheduling."})
+    stitch_client_id = fields.Integer(required=True, metadata={"description": "The account's id."})
     setup_state = fields.String(required=True, validate=validate.OneOf(["incomplete", "connected", "broken"]))
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
@@ -54,7 +67,7 @@ class SourcePageSchema(Schema):
 
 
 class ListArgsSchema(Schema):
-    limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+    limit = TextInteger(load_default=25, validate=validate.Range(min=1, max=100))
     cursor = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
 
 

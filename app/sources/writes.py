@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..catalog import Catalog
+from ..catalog.access import access_denied
 from ..catalog.cards import ReportCard
 from ..crypto import Keyring
 from ..db import begin_write
@@ -214,6 +215,9 @@ def create_source(
     if replayed is not None:
         return replayed, True
     card = _card_for(catalog, source_type)
+    denied = access_denied(card, catalog.access)
+    if denied is not None:
+        raise denied
     display_name = change.display_name or ""  # the schema requires it
     problems = check_properties(card, change.properties, {})
     name, name_problem_ = _new_source_name(change, display_name)
