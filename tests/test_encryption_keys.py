@@ -199,7 +199,7 @@ def test_a_check_that_cannot_open_a_credential_fails_once_naming_the_key(app, ma
     elsewhere = make_app(ENCRYPTION_KEYS=generate_key_spec())  # started before the source existed
     source_id = create_source(client, account, data_api)  # sealed under TEST_KEYS by the suite's app
     checks_before = data_api.requests.total()
-    worker = Worker(elsewhere, poll_interval=0.05)
+    worker = Worker(elsewhere, services(elsewhere).jobs, poll_interval=0.05)
     with caplog.at_level(logging.INFO):
         assert worker.run_once()
         assert not worker.run_once()  # not queued again: the key will not appear by itself
