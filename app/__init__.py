@@ -21,6 +21,7 @@ from .jobs.worker import JobTable, start_embedded_worker
 from .models import load_all_models
 from .oauth import apps as oauth_apps
 from .oauth.handshake import purge_expired_handshakes, redeem_secret
+from .sources.availability import log_sources_without_card
 from .sources.writes import SourceHooks
 
 
@@ -37,8 +38,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     load_all_models()
     logs.init_app(app)
-    db.init_app(app)
+    database = db.init_app(app)
     loaded = catalog.init_app(app)
+    log_sources_without_card(database.Session, loaded)
     oauth_apps.init_app(app, loaded)  # after the catalog: the apps file names source types
     crypto.init_app(app)
     secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here

@@ -168,6 +168,26 @@ class _WriteLock:
                 pause = min(pause * 2, 0.001)
 
 
+# How deep in begin_write each thread is: no network call may run inside a write transaction (on
+# SQLite one holds the database's only write lock), and the test suite checks every HTTP request
+# against in_write_transaction().
+_writing = threading.local()
+
+
+def in_write_transaction() -> bool:
+    """Whether the current thread is inside :func:`begin_write`."""
+    return getattr(_writing, "depth", 0) > 0
+
+
+@contextmanager
+def _counted_write() -> Iterator[None]:
+    _writing.depth = getattr(_writing, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _writing.depth -= 1
+
+
 _write_locks: weakref.WeakKeyDictionary[Engine, _WriteLock] = weakref.WeakKeyDictionary()
 _write_locks_guard = threading.Lock()
 
@@ -191,18 +211,19 @@ def begin_write(db_session: Session) -> Iterator[Session]:
     The session must not be in a transaction already (end reads with ``with session.begin()``).
 
     On SQLite, writers first take turns in :class:`_WriteLock` (threads and processes), so that
-    they do not sleep in SQLite's own wait for a busy database.
+    they do not sleep in SQLite's own wait for a busy database. Never make a network call inside
+    (see :func:`in_write_transaction`): every other writer would wait for it.
     """
     engine = db_session.get_bind().engine
     if engine.dialect.name != "sqlite":
-        with db_session.begin():
+        with _counted_write(), db_session.begin():
             yield db_session
         return
     lock = _write_lock(engine)
     # Bounded like SQLite's own wait: past it, BEGIN IMMEDIATE waits (and fails) as it would alone.
     acquired = lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S)
     try:
-        with db_session.begin():
+        with _counted_write(), db_session.begin():
             db_session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
             yield db_session
     finally:

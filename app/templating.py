@@ -2,7 +2,9 @@
 
 A template sees only the context it is given (``properties``, ``account``, ``source``); a missing
 name is an error rather than an empty string, so a card that names a property the source lacks
-fails loudly instead of sending an empty credential.
+fails loudly instead of sending an empty credential. The one exception is a value the context
+marks :class:`Absent` (an optional property the source has not provided, app/connectors/context.py):
+it renders as ``""``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -19,6 +21,18 @@ _environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoesca
 
 class TemplateProblem(Exception):
     pass
+
+
+class Absent(Undefined):
+    """A value that may be left out, and was: it renders as ``""`` and is falsy, yet it is not
+    ``defined``, so ``{{ x | default('y') }}`` gives ``y`` and ``{% if x is defined %}`` is false.
+    Looking into it (``x.y``, ``x[0]``) is an error, as for any missing name."""
+
+    __slots__ = ()
+
+
+def absent(name: str) -> Absent:
+    return Absent(name=name)
 
 
 @lru_cache(maxsize=4096)

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from flask import Flask, Response, current_app, has_app_context, request, request_finished
 from flask.testing import FlaskClient
+from requests.adapters import HTTPAdapter
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from werkzeug.exceptions import HTTPException
@@ -35,6 +36,7 @@ from werkzeug.exceptions import HTTPException
 from app import create_app
 from app.config import DEFAULT_REPORT_CARDS
 from app.crypto import generate_key_spec
+from app.db import in_write_transaction
 from app.logs import JsonFormatter, RequestIdFilter
 from app.migrations import upgrade
 from app.models import Base, load_all_models
@@ -127,6 +129,24 @@ class SecretScan:
 
 SCAN = SecretScan()
 FIGURES: list[str] = []
+
+
+# --- no network call inside a write transaction -----------------------------------------------------
+
+# Every HTTP request any code sends through requests (the service's calls to providers and source
+# APIs, Authlib's code exchange) is checked: one sent while its thread is inside begin_write is kept
+# here (method and path, never the query: it may hold a credential) and fails the run at the end.
+NETWORK_IN_WRITE: list[str] = []
+_adapter_send = HTTPAdapter.send
+
+
+def _send_outside_write_transactions(self: HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
+    if in_write_transaction():
+        NETWORK_IN_WRITE.append(f"{SCAN.current_test}: {request.method} {urlsplit(request.url).path}")
+    return _adapter_send(self, request, *args, **kwargs)
+
+
+HTTPAdapter.send = _send_outside_write_transactions  # type: ignore[method-assign]
 
 
 def report_figure(line: str) -> None:
@@ -254,13 +274,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     hits = SCAN.hits()
     SCAN.seconds = time.perf_counter() - started
     session.config.stash[_SCAN_RESULT] = hits
-    if hits:
+    if hits or NETWORK_IN_WRITE:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     for line in FIGURES:
         terminalreporter.write_line(line)
+    terminalreporter.write_line(f"HTTP requests sent inside a write transaction: {len(NETWORK_IN_WRITE)}",
+                                red=bool(NETWORK_IN_WRITE), green=not NETWORK_IN_WRITE)
+    for line in NETWORK_IN_WRITE[:20]:
+        terminalreporter.write_line("NETWORK IN WRITE TRANSACTION " + line, red=True)
     hits = config.stash.get(_SCAN_RESULT, None)
     if hits is None:
         return

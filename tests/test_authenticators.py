@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 from requests.models import PreparedRequest
 
+from app import db
+from app.catalog import get_catalog
 from app.connectors.authenticators import (
     BEARER,
     DEFAULT_EXPIRES_IN,
@@ -22,11 +25,16 @@ from app.connectors.authenticators import (
     parse_duration,
     retry_after_seconds,
 )
+from app.connectors.context import rendered, template_context
 from app.connectors.errors import AuthConfigurationError, CredentialsRejected
 from app.connectors.models import SESSION_TOKEN
+from app.crypto import get_keyring
+from app.models import Source
 
+from .conftest import TESTS
 from .connectors_support import (  # noqa: F401  (fixtures)
     BASIC_CLIENT,
+    POST_CLIENT,
     Servers,
     _default_server_behaviour,
     call_api,
@@ -63,6 +71,46 @@ def test_basic_allows_an_empty_password(client, app, account, servers):
     assert call_api(app, source_id).status_code == 200
     servers.data_api.settings.password = "pass"
     assert call_api(app, source_id).status_code == 401
+
+
+def test_basic_with_an_api_key_as_username_and_no_password(client, app, account, servers):
+    """Chargebee's way (issue 13): the card names an optional password the user leaves out. It
+    renders as empty and the request is sent as ``key:``, not refused as a configuration error."""
+    api_key = "live_" + secrets.token_hex(12)
+    servers.data_api.settings.username, servers.data_api.settings.password = api_key, ""
+    source_id = create_source(client, account, "test.auth-basic-api-key",
+                              {"api_url": servers.api_url, "api_key": api_key})
+    before = servers.data_api.requests["/basic/check"]
+    assert call_api(app, source_id).status_code == 200
+    assert servers.data_api.requests["/basic/check"] == before + 1
+    # A password given later is sent, and the API's own check then refuses the wrong pair.
+    assert client.put(f"/v4/sources/{source_id}", headers=account.headers,
+                      json={"properties": {"password": "not-empty"}}).status_code == 200
+    assert call_api(app, source_id).status_code == 401
+
+
+def test_optional_properties_left_out_are_empty_but_not_defined(client, app, account, servers):
+    """What a template sees of a property the source has not provided: an optional one renders as
+    "" and is not ``defined`` (so ``default`` still applies); a required one is an error."""
+    source_id = create_source(client, account, "test.auth-basic-api-key",
+                              {"api_url": servers.api_url, "api_key": "k-" + secrets.token_hex(8)})
+    with app.app_context():
+        source = db.session().get(Source, source_id)
+        context = template_context(get_keyring(), source, get_catalog().get(source.type))
+    assert rendered({"password": "{{ properties.password }}",
+                     "region": "{{ properties.region | default('us') }}",
+                     "said": "{% if properties.region is defined %}given{% else %}not given{% endif %}",
+                     "joined": "{{ properties.api_url ~ properties.region }}"}, context, "test") == {
+        "password": "", "region": "us", "said": "not given", "joined": servers.api_url}
+    with pytest.raises(AuthConfigurationError, match="region"):
+        rendered("{{ properties.region.name }}", context, "test")  # nothing to look into
+    with pytest.raises(AuthConfigurationError, match="nowhere"):
+        rendered("{{ properties.nowhere }}", context, "test")  # not a property of the card
+    with app.app_context():
+        source.properties = {k: v for k, v in source.properties.items() if k != "api_url"}
+        context = template_context(get_keyring(), source, get_catalog().get(source.type))
+    with pytest.raises(AuthConfigurationError, match="api_url"):
+        rendered("{{ properties.api_url }}", context, "test")  # required: no request without it
 
 
 @pytest.mark.parametrize("token, expected", [("bearer-token", 200), ("other-token", 401)])
@@ -183,6 +231,44 @@ def test_oauth2_refresh_token_grant_reaches_the_api(client, app, account, server
     assert servers.provider.token_requests == calls + 1
     sent = servers.provider.last_token_request
     assert sent.grant_type == "refresh_token" and sent.client_auth == "client_secret_post"
+
+
+@pytest.mark.parametrize("source_type, content_type", [
+    ("test.oauth2-refresh", "application/x-www-form-urlencoded"),
+    ("test.oauth2-refresh-json", "application/json"),
+])
+def test_oauth2_token_requests_are_form_or_json_encoded_as_the_card_says(
+        client, app, account, servers, source_type, content_type):
+    """auth.token_request_encoding (issue 13): "form" by default, "json" for providers that take
+    one JSON object, as Square's ObtainToken does. The provider here takes only its own encoding."""
+    servers.provider.settings.rotate_refresh_tokens = True
+    servers.provider.settings.token_request_encoding = "json" if "json" in content_type else "form"
+    source_id = create_source(client, account, source_type, servers.oauth_properties())
+    sent_token = stored_properties(app, source_id)["refresh_token"]
+    assert call_api(app, source_id).status_code == 200
+    sent = servers.provider.last_token_request
+    assert sent.content_type.split(";")[0] == content_type
+    assert sent.grant_type == "refresh_token" and sent.client_auth == "client_secret_post"
+    assert sent.form["refresh_token"] == sent_token and sent.form["client_id"] == POST_CLIENT
+    # The rotated refresh token came back and was kept, whatever the encoding.
+    assert stored_properties(app, source_id)["refresh_token"] == servers.provider.last_refresh_token
+
+    # The other encoding is refused by this provider: the card's choice is what made it work.
+    servers.provider.settings.token_request_encoding = "form" if "json" in content_type else "json"
+    other = create_source(client, account, source_type, servers.oauth_properties())
+    with pytest.raises(CredentialsRejected) as refused:
+        call_api(app, other)
+    assert refused.value.reason["error"] == "invalid_request"
+
+
+def test_a_token_request_encoding_the_card_cannot_have_is_refused_at_load(tmp_path):
+    from app.catalog.loader import check_paths
+
+    document = json.loads((TESTS / "report_cards" / "test.oauth2-refresh-json.json").read_text())
+    document["auth"]["token_request_encoding"] = "xml"
+    (tmp_path / "card.json").write_text(json.dumps(document))
+    _cards, problems = check_paths([tmp_path])
+    assert [p.json_path for p in problems] == ["$.auth.token_request_encoding"]
 
 
 def test_oauth2_client_secret_basic_and_scopes(client, app, account, servers):

@@ -60,3 +60,28 @@ def test_a_failed_write_transaction_lets_the_next_one_in(app, account):
     assert done.wait(10)
     with database.Session() as session:
         assert session.scalar(select(Account.name).where(Account.id == account.id)) == "after"
+
+
+def test_an_http_request_inside_a_write_transaction_is_caught(app):
+    """The suite-wide check (tests/conftest.py) sees a request sent inside begin_write, and only
+    there: the rule is that no network call runs inside a write transaction, on any database."""
+    import requests
+
+    from .conftest import NETWORK_IN_WRITE
+    from .servers import create_data_api, serve
+
+    database = db.get_db(app)
+    with serve(create_data_api()) as url:
+        before = len(NETWORK_IN_WRITE)
+        requests.get(f"{url}/public/check", timeout=10)
+        with database.Session() as session, session.begin():
+            requests.get(f"{url}/public/check", timeout=10)  # a read transaction: allowed
+        assert len(NETWORK_IN_WRITE) == before
+        with database.Session() as session, db.begin_write(session):
+            assert db.in_write_transaction()
+            requests.get(f"{url}/public/check?secret=planted", timeout=10)
+        assert not db.in_write_transaction()
+        caught = NETWORK_IN_WRITE[before:]
+        del NETWORK_IN_WRITE[before:]  # provoked on purpose: not a failure of the run
+    assert caught == ["tests/test_db_writes.py::test_an_http_request_inside_a_write_transaction_is_caught: "
+                      "GET /public/check"]

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -179,6 +180,60 @@ def test_a_transient_failure_is_retried(app, client, account, data_api):
     with app.app_context():
         job = db.session().scalars(select(Job).where(Job.source_id == source["id"])).one()
         assert (job.status, job.attempts) == ("succeeded", 2)
+
+
+def last_check(client, account, source_id) -> dict:
+    response = client.get(f"/v4/sources/{source_id}/last-connection-check", headers=account.headers)
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def make_job_due(app, source_id: int) -> None:
+    with app.app_context():
+        session = db.session()
+        session.execute(update(Job).where(Job.source_id == source_id, Job.status == "queued")
+                        .values(run_after=Job.created_at))
+        session.commit()
+
+
+def test_a_retry_keeps_the_last_attempts_error_until_an_attempt_succeeds(app, client, account, data_api):
+    """During an outage the check shows the last attempt's error and when it happened, also while
+    the next attempt is queued or running (issue 13: a retry used to show running with error null)."""
+    data_api.fail_next_requests("server_error", count=1)
+    source = create(client, account, data_api)
+    assert Worker(app, services(app).jobs).run_once()
+    failed_once = last_check(client, account, source["id"])
+    assert failed_once["status"] == "queued" and failed_once["attempts"] == 1
+    assert failed_once["error"]["type"] == "source_unavailable" and "500" in failed_once["error"]["message"]
+    assert failed_once["error_at"] >= failed_once["started_at"]
+
+    # The second attempt is slow: while it runs, the first one's error is still there to read.
+    data_api.fail_next_requests("slow", count=1, delay=1.5)
+    make_job_due(app, source["id"])
+    retrying = threading.Thread(target=Worker(app, services(app).jobs).run_once)
+    retrying.start()
+    deadline = time.monotonic() + 10
+    while last_check(client, account, source["id"])["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    running = last_check(client, account, source["id"])
+    retrying.join(30)
+    assert running["status"] == "running" and running["attempts"] == 2
+    assert (running["error"], running["error_at"]) == (failed_once["error"], failed_once["error_at"])
+    assert running["started_at"] > failed_once["started_at"]
+
+    succeeded = last_check(client, account, source["id"])
+    assert succeeded["status"] == "succeeded" and succeeded["attempts"] == 2
+    assert (succeeded["error"], succeeded["error_at"]) == (None, None)
+
+
+def test_a_check_of_a_new_configuration_does_not_show_the_old_ones_error(app, client, account, data_api):
+    data_api.fail_next_requests("server_error", count=1)
+    source = create(client, account, data_api)
+    assert Worker(app, services(app).jobs).run_once()
+    assert last_check(client, account, source["id"])["error"]["type"] == "source_unavailable"
+    client.put(f"/v4/sources/{source['id']}", headers=account.headers, json={"properties": {"region": "eu"}})
+    fresh = last_check(client, account, source["id"])
+    assert (fresh["status"], fresh["attempts"], fresh["error"], fresh["error_at"]) == ("queued", 0, None, None)
 
 
 def test_changing_a_property_after_discovery_checks_again_and_keeps_selections(app, client, account, data_api):

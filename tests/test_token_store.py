@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 from app import db
 from app.catalog.sections import AuthSection, parse_auth
-from app.connectors.errors import CredentialsRejected, TokenUnavailable
+from app.connectors.errors import AuthConfigurationError, CredentialsRejected, TokenUnavailable
 from app.connectors.models import ACCESS_TOKEN, SourceToken
 from app.connectors.tokens import (
     BROKEN_TYPE,
@@ -171,8 +171,9 @@ def test_a_refresh_token_in_an_answer_without_access_token_is_kept(client, app, 
 
 
 def test_a_new_refresh_token_saved_during_a_refresh_wins(client, app, account, servers):
-    """The user reconnects while a refresh is in flight: the refresh holds the source's lock, the
-    user's save waits for it, and the user's token is what stays — never the old grant's rotation."""
+    """The user reconnects while a refresh is in flight: the refresh holds its lease but no lock,
+    so the user's save goes through at once, and the user's token is what stays — the old grant's
+    rotated token is not written over it, nor is the old grant's access token cached."""
     servers.provider.settings.rotate_refresh_tokens = True
     servers.provider.fail_next_token_requests("slow", delay=1.0)
     source_id = oauth_source(client, account, servers)
@@ -191,6 +192,183 @@ def test_a_new_refresh_token_saved_during_a_refresh_wins(client, app, account, s
     # The token cached under the old credentials is not used: the next call refreshes with the new.
     assert call_api(app, source_id).status_code == 200
     assert servers.provider.last_token_request.form["refresh_token"] == reconnected
+
+
+# --- no network call inside a write transaction -------------------------------------------------
+
+HANG_SECONDS = 12.0
+WRITE_BOUND_SECONDS = 2.0
+
+
+def test_a_hung_token_endpoint_holds_up_no_other_write(client, app, account, servers):
+    """Issue 13: while one source's token endpoint hangs (with the default CONNECT_HTTP_TIMEOUT, so
+    the refresh waits for it), writes go on: renaming an unrelated source and the refreshing source
+    itself takes well under a second. On SQLite the refresh used to hold the database's write lock
+    for the whole call (19.7 s measured from outside)."""
+    assert app.config["HTTP_TIMEOUT"] == 20.0 > HANG_SECONDS
+    servers.provider.settings.rotate_refresh_tokens = True
+    refreshing_id = oauth_source(client, account, servers)
+    other_id = create_source(client, account, "test.auth-none", {"api_url": servers.api_url})
+    servers.provider.fail_next_token_requests("hang", delay=HANG_SECONDS)
+    before = servers.provider.token_requests
+    results: queue.Queue = queue.Queue()
+    refreshing = threading.Thread(target=lambda: results.put(call_api(app, refreshing_id).status_code))
+    refreshing.start()
+    deadline = time.monotonic() + 10
+    while servers.provider.token_requests == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert servers.provider.token_requests == before + 1  # the refresh is waiting on the provider
+
+    timings = {}
+    renames_started = time.monotonic()
+    for label, source_id in (("unrelated source", other_id), ("refreshing source", refreshing_id)):
+        started = time.monotonic()
+        renamed = client.put(f"/v4/sources/{source_id}", headers=account.headers,
+                             json={"display_name": f"Renamed {secrets.token_hex(3)}"})
+        timings[label] = time.monotonic() - started
+        assert renamed.status_code == 200
+    hung_for = time.monotonic() - renames_started
+    servers.provider.release_hung_requests()
+    refreshing.join(60)
+    dialect = db.get_db(app).engine.dialect.name
+    print(f"\n[{dialect}] token endpoint hung; renames took "
+          + ", ".join(f"{label} {seconds:.3f} s" for label, seconds in timings.items()))
+    assert all(seconds < WRITE_BOUND_SECONDS for seconds in timings.values()), timings
+    assert hung_for < HANG_SECONDS  # the renames did not wait for the hang to end
+    # The refresh then finished as usual: a rename is no new configuration, so its token is kept.
+    assert results.get_nowait() == 200
+    assert servers.provider.token_requests == before + 1
+    assert stored_properties(app, refreshing_id)["refresh_token"] == servers.provider.last_refresh_token
+    assert token_store(app, refreshing_id).cached_token(ACCESS_TOKEN) == servers.provider.last_access_token
+
+
+# --- the refresh lease ----------------------------------------------------------------------------
+
+def set_lease(app, source_id: int, holder: str | None, until: datetime | None) -> None:
+    """Write the refresh lease, as another caller (or time passing) would."""
+    with db.get_db(app).Session() as session, session.begin():
+        session.execute(update(SourceToken).where(SourceToken.source_id == source_id)
+                        .values(refresh_holder=holder, refresh_lease_until=until))
+
+
+def wait_for_token_requests(servers: Servers, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while servers.provider.token_requests < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert servers.provider.token_requests >= count
+
+
+def in_thread(function, *args) -> tuple[threading.Thread, queue.Queue]:
+    """Run ``function(*args)``; its result (or the exception it raised) lands on the queue."""
+    results: queue.Queue = queue.Queue()
+
+    def run() -> None:
+        try:
+            results.put(function(*args))
+        except Exception as error:  # handed to the test
+            results.put(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, results
+
+
+def test_an_unexpired_token_is_used_while_another_caller_refreshes(client, app, account, servers):
+    source_id = oauth_source(client, account, servers)
+    assert call_api(app, source_id).status_code == 200
+    now = datetime.now(UTC)
+    set_token_times(app, source_id, now + timedelta(seconds=60), now - timedelta(seconds=3540))  # in the margin
+    set_lease(app, source_id, "another-caller", now + timedelta(seconds=60))
+    before = servers.provider.token_requests
+    started = time.monotonic()
+    assert call_api(app, source_id).status_code == 200
+    assert servers.provider.token_requests == before and time.monotonic() - started < 1.0
+
+
+def test_a_lease_whose_holder_died_is_taken_over_when_it_runs_out(client, app, account, servers):
+    source_id = oauth_source(client, account, servers)
+    assert call_api(app, source_id).status_code == 200
+    age_token(app, source_id)
+    set_lease(app, source_id, "a-caller-that-died", datetime.now(UTC) + timedelta(seconds=1.5))
+    before = servers.provider.token_requests
+    started = time.monotonic()
+    assert call_api(app, source_id).status_code == 200
+    assert time.monotonic() - started >= 1.0  # it waited for the lease rather than asking at once
+    assert servers.provider.token_requests == before + 1
+    assert token_row(app, source_id).refresh_holder is None  # released with the result
+
+
+def test_the_lease_is_given_back_when_no_request_can_be_made(client, app, account, servers):
+    properties = servers.oauth_properties()
+    source_id = create_source(client, account, OAUTH, {k: v for k, v in properties.items() if k != "client_id"})
+    before = servers.provider.token_requests
+    with pytest.raises(AuthConfigurationError, match="client_id"):
+        token_store(app, source_id).access_token()  # the lease is taken, then the request cannot be built
+    assert servers.provider.token_requests == before
+    assert (token_row(app, source_id).refresh_holder, token_row(app, source_id).refresh_lease_until) == (None, None)
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_a_late_holder_never_overwrites_the_newer_result(client, app, account, servers, rotate):
+    """A's request hangs past its lease; B takes over and stores its token. When A's answer comes,
+    the token B stored stays. With rotation, A's request carried the token B exchanged: the
+    provider refuses it, and that refusal does not break the source."""
+    servers.provider.settings.rotate_refresh_tokens = rotate
+    source_id = oauth_source(client, account, servers)
+    servers.provider.fail_next_token_requests("hang", delay=HANG_SECONDS)
+    before = servers.provider.token_requests
+    late, late_result = in_thread(call_api, app, source_id)
+    wait_for_token_requests(servers, before + 1)
+    set_lease(app, source_id, token_row(app, source_id).refresh_holder, datetime.now(UTC) - timedelta(seconds=1))
+
+    assert call_api(app, source_id).status_code == 200  # B: takes the expired lease, refreshes
+    stored_by_b = token_store(app, source_id).cached_token(ACCESS_TOKEN)
+    refresh_token_after_b = stored_properties(app, source_id)["refresh_token"]
+    servers.provider.release_hung_requests()
+    late.join(60)
+
+    assert late_result.get_nowait().status_code == 200
+    assert token_store(app, source_id).cached_token(ACCESS_TOKEN) == stored_by_b
+    assert stored_properties(app, source_id)["refresh_token"] == refresh_token_after_b
+    assert source_body(client, account, source_id)["setup_state"] == "incomplete"
+    assert not [f for f in events(app, source_id, "refresh_failed") if f["permanent"]]
+    assert token_row(app, source_id).consecutive_failures == 0
+    if rotate:
+        # A's own request was refused (its token spent by B's exchange); A then used B's token.
+        assert servers.provider.token_requests == before + 2
+        assert refresh_token_after_b == servers.provider.last_refresh_token
+
+
+def test_a_rotated_refresh_token_that_arrives_late_is_kept(client, app, account, servers):
+    """A's exchange rotates at the provider but its answer is held past A's lease; B takes over,
+    sends the token A's exchange spent, is refused and marks the source broken. When A's answer
+    arrives, its new refresh token is the successor of the stored one: it is kept, and the
+    refusal of the token it replaced no longer stands."""
+    servers.provider.settings.rotate_refresh_tokens = True
+    source_id = oauth_source(client, account, servers)
+    servers.provider.fail_next_token_requests("committed_then_hang", delay=HANG_SECONDS)
+    issued_before = len(servers.provider.refresh_tokens_issued)
+    before = servers.provider.token_requests
+    late, late_result = in_thread(call_api, app, source_id)
+    deadline = time.monotonic() + 10
+    while len(servers.provider.refresh_tokens_issued) == issued_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rotated_for_a = servers.provider.last_refresh_token
+    set_lease(app, source_id, token_row(app, source_id).refresh_holder, datetime.now(UTC) - timedelta(seconds=1))
+
+    with pytest.raises(CredentialsRejected):
+        call_api(app, source_id)  # B sent the token A's exchange had spent
+    assert source_body(client, account, source_id)["setup_state"] == "broken"
+    servers.provider.release_hung_requests()
+    late.join(60)
+
+    assert late_result.get_nowait().status_code == 200
+    assert stored_properties(app, source_id)["refresh_token"] == rotated_for_a
+    assert source_body(client, account, source_id)["setup_state"] == "incomplete"
+    # The next caller refreshes with the kept token at once (no back-off left), and it works.
+    assert call_api(app, source_id).status_code == 200
+    assert servers.provider.last_token_request.form["refresh_token"] == rotated_for_a
+    assert servers.provider.token_requests == before + 3
 
 
 # --- failures -----------------------------------------------------------------------------------

@@ -209,6 +209,7 @@ class AuthSection:
     default_expires_in: int | None = None
     client_auth: str = "client_secret_post"
     token_params: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    token_request_encoding: str = "form"  # or "json": how the token request's fields travel
     # session_token
     login: RequestSpec | None = None
     token_path: tuple[str | int, ...] = ()
@@ -254,6 +255,7 @@ def _oauth2(read: _Reader) -> dict[str, Any]:
         "default_expires_in": None if default_expires_in is None else int(default_expires_in),
         "client_auth": read.text("client_auth", "client_secret_post"),
         "token_params": read.string_map("token_params"),
+        "token_request_encoding": read.text("token_request_encoding", "form"),
     }
 
 

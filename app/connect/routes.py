@@ -210,7 +210,7 @@ def oauth_return(session_id: int) -> Response:
 def retry_check(token: str) -> Response | tuple[str, int]:
     row = _open(token)
     try:
-        service.retry_check(db.session(), row)
+        service.retry_check(db.session(), get_catalog(), row)
     except ApiError as error:
         return _render(token, row, error.status, general=[error.message])
     return _to_page(token)

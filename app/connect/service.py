@@ -31,6 +31,7 @@ from ..models import Account, Source, utcnow
 from ..oauth import handshake
 from ..oauth.redirect_urls import allowlist_problem, redirect_url_problem, with_query
 from ..sources import writes
+from ..sources.availability import type_unavailable
 from ..sources.facts import facts_for
 from ..sources.presenter import setup_state
 from ..sources.queries import SourceView, read_source
@@ -98,7 +99,7 @@ def _types_asked(catalog: Catalog, body: dict[str, Any]) -> list[str] | None:
     return asked
 
 
-def _types_and_mode(session: Session, account_id: int, source_id: int | None,
+def _types_and_mode(session: Session, catalog: Catalog, account_id: int, source_id: int | None,
                     asked: list[str] | None) -> tuple[list[str], str]:
     """The types a session allows and its mode: those asked for a new source, else the type of
     ``source_id`` (which must be one of them, if any were asked), reconnecting a broken one."""
@@ -111,6 +112,8 @@ def _types_and_mode(session: Session, account_id: int, source_id: int | None,
     if source is None:
         raise NotFound(f"source {source_id} not found",
                        details=[Problem("source_id", "no such source in this account").detail()])
+    if source.type not in catalog:
+        raise type_unavailable(source.type)
     if asked is not None and source.type not in asked:
         raise _invalid("source_id", f"source {source_id} is of type {source.type!r}, which the "
                        "session does not allow", "invalid_type")
@@ -137,7 +140,7 @@ def create_session(session: Session, catalog: Catalog, account_id: int, body: di
         problem = allowlist_problem(redirect_url, account.redirect_url_allowlist)
         if problem:
             raise _invalid("redirect_url", problem, "invalid_redirect_url")
-        asked, mode = _types_and_mode(session, account_id, source_id, asked)
+        asked, mode = _types_and_mode(session, catalog, account_id, source_id, asked)
         display = {k: v for k, v in (body.get("display") or {}).items() if v is not None}
         row = ConnectSession(
             token_hash=hash_token(token), account_id=account_id, allowed_types=asked,
@@ -226,7 +229,7 @@ def page_state(session: Session, catalog: Catalog, row: ConnectSession) -> PageS
         streams = list(session.scalars(select(Stream).where(Stream.source_id == source.id).order_by(Stream.id)))
     state.provided = facts.provided
     state.step = derive_step(card, facts).type
-    state.setup_state = setup_state(source)
+    state.setup_state = setup_state(source, card)
     state.setup_error = source.broken_reason
     state.streams = [_stream_view(s) for s in streams]
     return state
@@ -349,10 +352,10 @@ def start_oauth(session: Session, catalog: Catalog, keyring: Keyring, hooks: wri
     return consent.consent_url
 
 
-def retry_check(session: Session, row: ConnectSession) -> None:
+def retry_check(session: Session, catalog: Catalog, row: ConnectSession) -> None:
     if row.source_id is None:
         raise Conflict("nothing to check yet: fill in the form first")
-    discovery.request_discovery(session, row.account_id, row.source_id)
+    discovery.request_discovery(session, catalog, row.account_id, row.source_id)
 
 
 def save_selection(session: Session, catalog: Catalog, row: ConnectSession, chosen_streams: list[str],

@@ -43,6 +43,7 @@ log = logging.getLogger("connect.authenticators")
 # ``default_expires_in``). One hour is what most providers issue; if a token dies sooner the API
 # answers 401 and the request is retried once with a forced refresh (app/connectors/http.py).
 DEFAULT_EXPIRES_IN = 3600
+TOKEN_REQUEST_ENCODINGS = ("form", "json")
 # Error codes from a provider are kept (in events and the source's setup_error) only if they look
 # like codes; anything else becomes ``http_<status>``.
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.:\-]{1,60}$")
@@ -340,6 +341,9 @@ class OAuth2Grant:
     default_expires_in: int = DEFAULT_EXPIRES_IN
     client_auth: str = "client_secret_post"
     token_params: tuple[tuple[str, str], ...] = ()
+    # How the token request's parameters travel: "form" (RFC 6749's application/x-www-form-urlencoded)
+    # or "json" (one JSON object with the same fields, as Square's ObtainToken takes them).
+    request_encoding: str = "form"
 
     @classmethod
     def from_spec(cls, auth: AuthSection, where: str = "auth") -> OAuth2Grant:
@@ -347,6 +351,9 @@ class OAuth2Grant:
         grant_type = auth.grant_type
         if grant_type not in ("refresh_token", "client_credentials"):
             raise AuthConfigurationError(f"{where}.grant_type must be refresh_token or client_credentials")
+        request_encoding = auth.token_request_encoding or "form"
+        if request_encoding not in TOKEN_REQUEST_ENCODINGS:
+            raise AuthConfigurationError(f"{where}.token_request_encoding must be form or json")
         grant = cls(
             grant_type=grant_type,
             token_url=_required(auth.token_url, "token_url", where),
@@ -364,13 +371,14 @@ class OAuth2Grant:
             default_expires_in=auth.default_expires_in or DEFAULT_EXPIRES_IN,
             client_auth=auth.client_auth or "client_secret_post",
             token_params=tuple(auth.token_params.items()),
+            request_encoding=request_encoding,
         )
         for secret in (grant.client_secret, grant.refresh_token):
             redaction.remember(secret)
         return grant
 
     def request_parts(self) -> tuple[dict[str, str], dict[str, str]]:
-        """The form fields and headers of the token request."""
+        """The fields (form fields, or the JSON object's members) and headers of the token request."""
         form: dict[str, str] = {"grant_type": self.grant_type}
         if self.grant_type == "refresh_token":
             form[self.refresh_token_name] = self.refresh_token
@@ -391,11 +399,12 @@ class OAuth2Grant:
 
     def request_token(self, http: requests.Session, timeout: float, now: Callable[[], datetime]) -> IssuedToken:
         """POST to the token endpoint once; the answer or a classified :class:`TokenRequestError`."""
-        form, headers = self.request_parts()
+        fields, headers = self.request_parts()
+        as_json = self.request_encoding == "json"
         sent_at = now()
         try:
-            response = http.post(self.token_url, data=form, headers=headers, timeout=timeout,
-                                 allow_redirects=False)
+            response = http.post(self.token_url, data=None if as_json else fields, json=fields if as_json else None,
+                                 headers=headers, timeout=timeout, allow_redirects=False)
         except requests.RequestException as error:
             raise network_failure(error, "the token endpoint") from None
         with response:

@@ -2,6 +2,16 @@
 
 The context holds the source's properties with credentials decrypted: it is built for one call,
 kept in memory only, and never logged (every opened value is also known to app.redaction).
+
+A property the source has not provided is, in ``properties``:
+
+* an **optional** one of the card (``is_required: false``): present, rendering as ``""`` but not
+  ``defined`` (app/templating.py:Absent), so a card may write ``"password": "{{
+  properties.password }}"`` for a password the provider lets users leave empty (Chargebee takes the
+  API key as the username and no password), and ``{{ properties.region | default('us') }}`` still
+  gives ``us``;
+* a **required** one, or a name the card does not have: missing, and naming it is an
+  :class:`AuthConfigurationError`, so no request goes out with a credential left empty.
 """
 
 from __future__ import annotations
@@ -10,16 +20,20 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
+from ..catalog.cards import ReportCard
 from ..crypto import Keyring
 from ..models import Source
 from ..sources.credentials import decrypted_properties
-from ..templating import TemplateProblem, render
+from ..templating import TemplateProblem, absent, render
 from .errors import AuthConfigurationError
 
 
-def template_context(keyring: Keyring, source: Source) -> dict[str, Any]:
+def template_context(keyring: Keyring, source: Source, card: ReportCard) -> dict[str, Any]:
+    provided = decrypted_properties(keyring, source)
+    left_out = {name: absent(name) for name, spec in card.properties.items()
+                if not spec.is_required and name not in provided}
     return {
-        "properties": decrypted_properties(keyring, source),
+        "properties": {**left_out, **provided},
         "account": {"id": source.account_id},
         "source": {"id": source.id, "name": source.name},
     }

@@ -114,7 +114,7 @@ def send_api_request(
     if request.auth is not None and request.auth.uses_tokens:
         # The token store caches the tokens of the card's own auth section, one per source and kind.
         raise AuthConfigurationError(f"{card.type}: a request's own auth must be none/basic/bearer/api_key")
-    context = template_context(keyring, source)
+    context = template_context(keyring, source, card)
     store = TokenStore(session_factory, keyring, card, source.id, settings) if auth.uses_tokens else None
     authenticator = build_authenticator(card, auth, context, store)
     arguments = request_arguments(card, request, context)

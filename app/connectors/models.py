@@ -1,7 +1,7 @@
 """Rows of the token store (cached access and session tokens).
 
-One row per source and token kind. The row is also what concurrent refreshers lock (see
-app/connectors/tokens.py), so it exists before the first token does: a row without a token holds
+One row per source and token kind. The row also holds the refresh lease concurrent refreshers
+share (see app/connectors/tokens.py), so it exists before the first token does: a row without a token holds
 the sealed empty string and ``expires_at`` NULL. Failure state for back-off lives on the same row,
 so every process shares one retry schedule per source.
 """
@@ -40,6 +40,10 @@ class SourceToken(Sealed, Base):
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(60))
     last_error_permanent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The refresh lease (app/connectors/tokens.py): the caller asking the provider right now, and
+    # until when its claim holds; both None while nobody is.
+    refresh_holder: Mapped[str | None] = mapped_column(String(64))
+    refresh_lease_until: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @property

@@ -36,6 +36,7 @@ from ..db import begin_write, get_db
 from ..jobs.queue import ClaimedJob
 from ..jobs.worker import JobFailed
 from ..models import Source, utcnow
+from ..sources.availability import TYPE_UNAVAILABLE, unavailable_reason
 from ..sources.events import record_event
 from .models import ConnectionCheck
 from .service import save_discovery
@@ -121,7 +122,8 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
         if check is None:
             check = ConnectionCheck(source_id=source.id, config_generation=generation)
             session.add(check)
-        check.status, check.started_at, check.error = "running", utcnow(), None
+        # The previous attempt's error stays visible until an attempt succeeds (see ConnectionCheck).
+        check.status, check.started_at, check.attempts = "running", utcnow(), job.attempts
         session.flush()
         check_id = check.id
         # ``credentials`` load with the source (selectin), so the object is usable after the
@@ -131,6 +133,8 @@ def check_and_discover(app: Flask, job: ClaimedJob) -> dict[str, Any]:
     found: list[tuple[StreamSpec, bool]] = []
     outcome: CheckOutcome | None = None
     try:
+        if card is None:
+            raise CheckOutcome(TYPE_UNAVAILABLE, unavailable_reason(source.type)["message"], user_must_fix=False)
         if card.api is None:
             raise CheckOutcome("not_checkable", f"source type {card.type} has no api section: this service "
                                "cannot check it", user_must_fix=False)
@@ -185,8 +189,8 @@ def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, stat
     changes: dict[str, Any] = {}
     with get_db(app).Session() as session, begin_write(session):
         source = session.scalars(select(Source).where(Source.id == job.source_id).with_for_update()).one()
-        check = session.get(ConnectionCheck, check_id)
-        check.status, check.error = status, error
+        check = session.get_one(ConnectionCheck, check_id)
+        check.status, check.error, check.error_at = status, error, None if error is None else utcnow()
         if status != "queued":
             check.completed_at = utcnow()
         current = source.config_generation == generation and source.deleted_at is None

@@ -11,6 +11,13 @@ from ..models import Base, Id, utcnow
 
 
 class ConnectionCheck(Base):
+    """The check (and discovery) of one configuration generation of a source, over its attempts.
+
+    ``error`` is the latest failed attempt's, at ``error_at``: it stays while the next attempt is
+    queued or running, so an outage shows what went wrong last, and is cleared when an attempt
+    succeeds. ``started_at`` is when the latest attempt started; ``attempts`` counts them.
+    """
+
     __tablename__ = "connection_checks"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -18,6 +25,8 @@ class ConnectionCheck(Base):
     config_generation: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="queued")  # queued|running|succeeded|failed
     error: Mapped[dict | None] = mapped_column(JSON)
+    error_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     stream_count: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

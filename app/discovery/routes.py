@@ -42,7 +42,7 @@ class Discover(MethodView):
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     def post(self, source_id: int) -> Any:
         """Queue a connection check and discovery now."""
-        return service.request_discovery(db.session(), current_account_id(), source_id)
+        return service.request_discovery(db.session(), get_catalog(), current_account_id(), source_id)
 
 
 @blueprint.route("/<int:source_id>/streams")

@@ -11,10 +11,15 @@ class CheckErrorSchema(Schema):
 class ConnectionCheckSchema(Schema):
     id = fields.Integer(required=True)
     status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "succeeded", "failed"]))
-    error = fields.Nested(CheckErrorSchema, allow_none=True)
+    error = fields.Nested(CheckErrorSchema, allow_none=True, metadata={
+        "description": "The latest failed attempt's error. It stays while the next attempt is queued or "
+                       "running (a retry during an outage) and is null once an attempt succeeds."})
+    error_at = Timestamp(allow_none=True, metadata={"description": "When the attempt that gave error failed."})
+    attempts = fields.Integer(required=True, metadata={
+        "description": "Attempts started so far (0 while the first is queued)."})
     stream_count = fields.Integer(allow_none=True)
     created_at = Timestamp(required=True)
-    started_at = Timestamp(allow_none=True)
+    started_at = Timestamp(allow_none=True, metadata={"description": "When the latest attempt started."})
     completed_at = Timestamp(allow_none=True)
 
 

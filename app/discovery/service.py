@@ -20,6 +20,7 @@ from ..db import begin_write
 from ..errors import Conflict, Invalid, NotFound, Problem
 from ..jobs.queue import enqueue
 from ..models import Source, utcnow
+from ..sources.availability import type_unavailable
 from ..sources.events import record_event
 from ..sources.facts import facts_for, provided_names
 from ..sources.queries import SourceView, live_view, locked_source
@@ -57,6 +58,9 @@ def queue_check(session: Session, source: Configured) -> ConnectionCheck:
     if check is None:
         check = ConnectionCheck(source_id=source.id, config_generation=source.config_generation)
         session.add(check)
+    elif check.config_generation != source.config_generation:
+        # A retry of an older configuration becomes this one's check: its errors said nothing of this.
+        check.error, check.error_at, check.attempts = None, None, 0
     check.config_generation = source.config_generation
     job.payload = {"config_generation": source.config_generation}
     session.flush()
@@ -71,9 +75,11 @@ def queue_check_when_ready(session: Session, source: SourceView, card: ReportCar
         queue_check(session, source)
 
 
-def request_discovery(session: Session, account_id: int, source_id: int) -> ConnectionCheck:
+def request_discovery(session: Session, catalog: Catalog, account_id: int, source_id: int) -> ConnectionCheck:
     with begin_write(session):
         source = live_view(session, account_id, source_id, lock=True)
+        if source.type not in catalog:
+            raise type_unavailable(source.type)
         return queue_check(session, source)
 
 
@@ -129,8 +135,10 @@ def update_selection(session: Session, catalog: Catalog, account_id: int, source
     with begin_write(session):
         source = locked_source(session, account_id, source_id)
         card = catalog.get(source.type)
-        if card is None or not card.has_step("field_selection"):
-            raise Conflict(f"source type {source.type} has no field selection", type="not_ready")
+        if card is None:
+            raise type_unavailable(source.type)
+        if not card.has_step("field_selection"):
+            raise Conflict(f"source type {card.type} has no field selection", type="not_ready")
         position = derive_step(card, facts_for(session, [source], catalog)[source.id])
         if position.type not in ("field_selection", "fully_configured"):
             raise Conflict(f"streams can be selected once discovery has succeeded; the source is at "

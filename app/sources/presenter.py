@@ -6,6 +6,11 @@ type's card with ``provided`` flags and the source's position, so it depends onl
 the facts: it is serialised once per (card, facts) and reused (``setup_error``, when the source is
 broken, is added per source). A type's blank card (``GET /v4/source-types/{type}``) never changes,
 so it is serialised once per card (:func:`blank_card_json`).
+
+A source whose type has no card (the operator removed it, app/sources/availability.py) is shown
+with an *unavailable* report card: ``{"type", "current_step": null, "current_step_type": null,
+"steps": [], "unavailable": true, "setup_error": {"type": "type_unavailable", "message"}}``, and
+``setup_state`` ``broken``: the source cannot work until the card is back.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from functools import lru_cache
 
 from ..catalog.cards import ReportCard
 from ..catalog.frozen import thaw
+from .availability import unavailable_reason
 from .queries import AnySource
 from .schedule import schedule_of
 from .steps import SourceFacts, derive_step
@@ -43,8 +49,8 @@ def blank_card_json(card: ReportCard) -> bytes:
     }, separators=(",", ":")).encode()
 
 
-def setup_state(source: AnySource) -> str:
-    if source.broken_at is not None:
+def setup_state(source: AnySource, card: ReportCard | None) -> str:
+    if source.broken_at is not None or card is None:
         return "broken"
     return "connected" if source.connected_at is not None else "incomplete"
 
@@ -69,16 +75,25 @@ def _card_facts(card: ReportCard, facts: SourceFacts) -> SourceFacts:
         provided, facts.discovery_succeeded, facts.stream_selected)
 
 
-def report_card_json(card: ReportCard, source: AnySource, facts: SourceFacts) -> str:
+@lru_cache(maxsize=256)
+def _unavailable_card_json(source_type: str) -> str:
+    return _dumps({"type": source_type, "current_step": None, "current_step_type": None, "steps": [],
+                   "unavailable": True, "setup_error": unavailable_reason(source_type)})
+
+
+def report_card_json(card: ReportCard | None, source: AnySource, facts: SourceFacts) -> str:
     """The source's report card as JSON text: the type's card with ``provided`` flags and the
-    source's position, plus ``setup_error`` when the source is broken."""
+    source's position, plus ``setup_error`` when the source is broken (or the unavailable card
+    when the type has none)."""
+    if card is None:
+        return _unavailable_card_json(source.type)
     text = _report_card_json(card, _card_facts(card, facts))
     if source.broken_at is not None:
         text = f'{text[:-1]},"setup_error":{_dumps(source.broken_reason)}}}'
     return text
 
 
-def source_json(source: AnySource, card: ReportCard, facts: SourceFacts) -> str:
+def source_json(source: AnySource, card: ReportCard | None, facts: SourceFacts) -> str:
     """The Source object as JSON text, its keys in the order of API.md."""
     head = _dumps({
         "id": source.id,
@@ -88,11 +103,11 @@ def source_json(source: AnySource, card: ReportCard, facts: SourceFacts) -> str:
         "properties": {k: v for k, v in source.properties.items() if v is not None},
     })
     tail = _dumps({
-        "schedule": schedule_of(card, source.properties, source.paused_at is not None,
-                                source.deleted_at is not None),
+        "schedule": None if card is None else schedule_of(
+            card, source.properties, source.paused_at is not None, source.deleted_at is not None),
         # Stitch's name for the owning account ("client"): the account id.
         "stitch_client_id": source.account_id,
-        "setup_state": setup_state(source),
+        "setup_state": setup_state(source, card),
         "created_at": timestamp(source.created_at),
         "updated_at": timestamp(source.updated_at),
         "paused_at": timestamp(source.paused_at),

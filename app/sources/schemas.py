@@ -24,13 +24,20 @@ class SourceUpdateSchema(Schema):
 
 
 class SourceReportCardSchema(Schema):
-    """A source's report card: the type's card without ``details``, with its own position."""
+    """A source's report card: the type's card without ``details``, with its own position.
+
+    When the source's type has no card any more (the operator removed it), ``current_step`` and
+    ``current_step_type`` are null, ``steps`` is empty and ``unavailable`` is true."""
 
     type = fields.String(required=True)
-    current_step = fields.Integer(required=True)
-    current_step_type = fields.String(required=True)
+    current_step = fields.Integer(required=True, allow_none=True)
+    current_step_type = fields.String(required=True, allow_none=True)
     steps = fields.List(fields.Nested(StepSchema), required=True)
-    setup_error = fields.Dict(metadata={"description": "Why the source is broken (only then)."})
+    unavailable = fields.Boolean(metadata={
+        "description": "Present (true) only when the type's report card is not in the catalog: the "
+                       "source can be read and deleted, not changed or checked."})
+    setup_error = fields.Dict(metadata={"description": "Why the source is broken (only then); "
+                                                       "type_unavailable when the type has no card."})
 
 
 class ScheduleSchema(Schema):

@@ -32,6 +32,7 @@ from ..db import begin_write
 from ..errors import Conflict, Invalid, Problem
 from ..models import IdempotencyKey, Source, SourceCredential, table_of, utcnow
 from ..templating import render
+from .availability import type_unavailable
 from .credentials import PropertyWrites, current_values, merge_properties
 from .events import record_event
 from .queries import SourceView, live_view, view_of
@@ -299,7 +300,9 @@ def update_source(
     with begin_write(session):
         stored = live_view(session, account_id, source_id, lock=True)
         _check_version(stored, if_match)
-        card = _card_for(catalog, stored.type)
+        card = catalog.get(stored.type)
+        if card is None:
+            raise type_unavailable(stored.type)
         problems = check_properties(card, change.properties, current_values(stored))
         if problems:
             raise Invalid.from_problems(problems, type="invalid_properties")

@@ -19,10 +19,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from authlib.common.security import generate_token
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector, current_token
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
@@ -33,10 +34,12 @@ from authlib.oauth2.rfc6749 import (
     TokenMixin,
     grants,
 )
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7636 import CodeChallenge
-from flask import Flask, Response, json, request
+from flask import Flask, Request, Response, json, request
+from werkzeug.datastructures import MultiDict
 
 from .planted import plant
 
@@ -67,7 +70,14 @@ class TokenFault(StrEnum):
     # answer as LOST_RESPONSE, seen by the client as a timeout instead of a dropped connection.
     COMMITTED_THEN_SLOW = "committed_then_slow"
     NO_ACCESS_TOKEN = "no_access_token"
+    # Hold the request before answering it until ``release_hung_requests()`` (or ``delay`` seconds,
+    # default 30) — a provider that hangs; then answer as usual.
+    HANG = "hang"
+    # Issue (and rotate) as usual, then hold the answer until released (or ``delay``, default 30 s).
+    COMMITTED_THEN_HANG = "committed_then_hang"
 
+
+HANGING_FAULTS = frozenset({TokenFault.HANG, TokenFault.COMMITTED_THEN_HANG})
 
 # Answered before Authlib sees the request: nothing is issued, no refresh token is used up.
 FAULTS_BEFORE_PROCESSING = frozenset(
@@ -96,6 +106,9 @@ class ProviderSettings:
     expires_at_field: str = "expires_at"
     expires_at_format: str = "%Y-%m-%dT%H:%M:%SZ"
     user_id: str = "test-user"
+    # How the token endpoint takes its parameters: "form" (RFC 6749), "json" (one JSON object, as
+    # Square's ObtainToken does) or "any"; a request in another encoding gets 400 invalid_request.
+    token_request_encoding: Literal["any", "form", "json"] = "any"
 
 
 @dataclass(frozen=True)
@@ -272,6 +285,7 @@ class OAuthProvider:
         self.last_token_request: TokenRequestRecord | None = None
         self.authorization_requests = 0
         self.last_authorization_request: dict[str, str] | None = None
+        self._hung_released = threading.Event()
 
     @property
     def user(self) -> ResourceOwner:
@@ -325,11 +339,21 @@ class OAuthProvider:
         ``delay`` applies to ``slow`` and ``committed_then_slow`` (default ``settings.slow_seconds``).
         """
         with self.lock:
+            if TokenFault(mode) in HANGING_FAULTS and self._hung_released.is_set():
+                self._hung_released = threading.Event()
             self._faults.append(_PendingFault(TokenFault(mode), count, delay))
 
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
+        self.release_hung_requests()
+
+    def release_hung_requests(self) -> None:
+        """Let every request held by a ``hang`` fault be answered now."""
+        self._hung_released.set()
+
+    def hang(self, seconds: float) -> None:
+        self._hung_released.wait(seconds)
 
     def take_fault(self) -> _PendingFault | None:
         """The fault for the request being answered, using up one of its count."""
@@ -591,6 +615,30 @@ class ProviderTokenValidator(BearerTokenValidator):
         return self.provider.find_access_token(token_string)
 
 
+def token_request_fields(req: Request) -> MultiDict[str, str]:
+    """The parameters of a token request: its form fields, or the string members of its JSON object."""
+    if not req.is_json:
+        return req.form
+    body = req.get_json(silent=True)
+    if not isinstance(body, dict):
+        return MultiDict()
+    return MultiDict({key: value for key, value in body.items() if isinstance(value, str)})
+
+
+class JsonBodyRequest(FlaskOAuth2Request):
+    """A token request whose parameters came as a JSON object: Authlib reads form fields (for the
+    grant and for client_secret_post), so the object's members stand in for them."""
+
+    def __init__(self, req: Request) -> None:
+        super().__init__(req)
+        self._fields = token_request_fields(req)
+        self.payload = BasicOAuth2Payload(self._fields)
+
+    @property
+    def form(self) -> MultiDict[str, str]:
+        return self._fields
+
+
 class ProviderAuthorizationServer(AuthorizationServer):
     """Authlib's Flask server wired to an :class:`OAuthProvider`'s storage."""
 
@@ -601,6 +649,11 @@ class ProviderAuthorizationServer(AuthorizationServer):
         self.register_grant(CodeGrant, [S256CodeChallenge(provider)])
         self.register_grant(RefreshGrant)
         self.register_grant(ClientCredentialsGrant)
+
+    def create_oauth2_request(self, req: Any) -> OAuth2Request:
+        if request.is_json:
+            return JsonBodyRequest(request)
+        return super().create_oauth2_request(req)
 
 
 def _fault_response(fault: TokenFault, settings: ProviderSettings) -> Response:
@@ -680,7 +733,11 @@ def create_oauth_provider(settings: ProviderSettings | None = None) -> Flask:
 
     @app.post(TOKEN_PATH)
     def issue_token() -> Response:
-        provider.record_token_request(request.form, request.headers)
+        provider.record_token_request(token_request_fields(request), request.headers)
+        wanted = provider.settings.token_request_encoding
+        if wanted != "any" and wanted != ("json" if request.is_json else "form"):
+            body = {"error": "invalid_request", "error_description": f"Send the parameters as {wanted}."}
+            return Response(json.dumps(body), status=400, mimetype="application/json")
         pending = provider.take_fault()
         fault = pending.mode if pending else None
         if fault in FAULTS_BEFORE_PROCESSING:
@@ -688,12 +745,16 @@ def create_oauth_provider(settings: ProviderSettings | None = None) -> Flask:
         delay = pending.delay if pending and pending.delay is not None else provider.settings.slow_seconds
         if fault is TokenFault.SLOW:
             time.sleep(delay)
+        if fault is TokenFault.HANG:
+            provider.hang(pending.delay if pending and pending.delay is not None else 30.0)
         with provider.lock:
             response = server.create_token_response()
         if fault is TokenFault.LOST_RESPONSE and response.status_code == 200:
             return _drop_connection()
         if fault is TokenFault.COMMITTED_THEN_SLOW:
             time.sleep(delay)  # outside the lock: the provider's other clients go on
+        if fault is TokenFault.COMMITTED_THEN_HANG:
+            provider.hang(pending.delay if pending and pending.delay is not None else 30.0)
         return _reshape_token_response(response, fault, provider.settings)
 
     @app.get(RESOURCE_PATH)
