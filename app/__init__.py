@@ -9,7 +9,19 @@ from typing import Any
 
 from flask import Flask
 
-from . import auth, catalog, crypto, db, logs, ratelimit, request_checks, secrets_store, security_headers, wiring
+from . import (
+    auth,
+    catalog,
+    crypto,
+    db,
+    logs,
+    ratelimit,
+    request_checks,
+    secrets_store,
+    security_headers,
+    webhooks,
+    wiring,
+)
 from .config import default_database_url, settings_from_environment
 from .connect.service import purge_expired_sessions
 from .discovery.jobs import check_and_discover
@@ -44,6 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     oauth_apps.init_app(app, loaded)  # after the catalog: the apps file names source types
     crypto.init_app(app)
     secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here
+    webhooks.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it counts by g.principal
     request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter
@@ -85,9 +98,10 @@ def _register_blueprints(app: Flask) -> None:
     from .oauth.routes import blueprint as oauth_routes
     from .source_types.routes import blueprint as source_types
     from .sources.routes import blueprint as sources
+    from .webhooks.routes import blueprint as webhook_routes
 
     api = create_api(app)
-    for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions):
+    for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions, webhook_routes):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(connect_page)

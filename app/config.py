@@ -51,6 +51,16 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
      "Run a job worker thread inside the API process (set by `make run`)."),
     ("CONNECT_JOB_LEASE_SECONDS", "JOB_LEASE_SECONDS", 60, int,
      "Seconds a worker holds a job without renewing; a dead worker's job is taken over after this."),
+    ("CONNECT_WEBHOOK_TIMEOUT", "WEBHOOK_TIMEOUT", 10.0, float,
+     "Seconds a webhook endpoint has to answer one delivery attempt (connect and read)."),
+    ("CONNECT_WEBHOOK_RETRY_HOURS", "WEBHOOK_RETRY_HOURS", 24.0, float,
+     "Hours a failing webhook delivery is retried (exponential back-off with jitter) before it is "
+     "marked failed."),
+    ("CONNECT_WEBHOOK_ALLOW_LOOPBACK", "WEBHOOK_ALLOW_LOOPBACK", False, bool,
+     "Accept webhook URLs on a loopback host (127.0.0.1, ::1, localhost), over http too: for a "
+     "developer's machine and tests. Off, every webhook URL must be https to a public host."),
+    ("CONNECT_WEBHOOK_RETENTION_DAYS", "WEBHOOK_RETENTION_DAYS", 30, int,
+     "Days finished webhook deliveries (and their events) are kept for `GET /v4/webhooks/{id}/deliveries`."),
     ("CONNECT_RATE_LIMIT", "RATE_LIMIT", "", str,
      "Per-account rate limit of the `/v4` API such as `100/minute` or `10/second;1000/hour` "
      "(429 with Retry-After over it; the operator token is not limited); empty turns it off."),

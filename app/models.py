@@ -187,3 +187,4 @@ def load_all_models() -> None:
     from .discovery import models as _discovery  # noqa: F401
     from .jobs import models as _jobs  # noqa: F401
     from .oauth import models as _oauth  # noqa: F401
+    from .webhooks import models as _webhooks  # noqa: F401

@@ -45,13 +45,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("background jobs", ("app.jobs", "app.jobs.*")),
     ("the sources' core: read model, events, credentials, rules, steps, presenter",
      ("app.sources", "app.sources.*")),
+    # Below the sources' core, so that record_event can write the outbox next to every event.
+    ("webhooks: endpoints, the outbox, deliveries", ("app.webhooks", "app.webhooks.*")),
     ("the catalog of report cards", ("app.catalog", "app.catalog.*")),
     ("request handling around the views", ("app.auth", "app.ratelimit", "app.request_checks", "app.logs",
                                            "app.secrets_store", "app.security_headers")),
     ("request schemas", ("app.*.schemas", "app.schemas", "app.extensions")),
     ("infrastructure", ("app.db", "app.crypto", "app.templating")),
     ("models", ("app.models", "app.*.models")),
-    ("foundation", ("app.config", "app.errors", "app.redaction")),
+    # app.webhooks.events: the event types and their data, pure (request schemas list them).
+    ("foundation", ("app.config", "app.errors", "app.redaction", "app.webhooks.events")),
 ]
 # Alembic's revisions and its env script are run by Alembic (env.py does its work when Alembic
 # imports it): they are not modules of the service.

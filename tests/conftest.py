@@ -59,6 +59,7 @@ _TOKEN_CHARS = re.compile(_TOKEN_CLASS + "+")
 _WINDOW = MIN_LENGTH  # every planted value is at least one window long
 _TOKEN_RUN = re.compile(_TOKEN_CLASS + "{" + str(_WINDOW) + ",}")
 _ACCOUNT_TOKEN_PATH = re.compile(r"^/v4/accounts(/\d+/tokens)?$")
+_WEBHOOK_SECRET_PATH = re.compile(r"^/v4/webhooks(/\d+/rotate-secret)?$")
 _CALLBACK_PATH = "/v4/oauth/callback"
 _CREDENTIAL_BODY_FIELDS = ("client_secret",)
 
@@ -197,7 +198,9 @@ def _response_text(response: Response) -> str:
     * ``POST /v4/accounts`` and ``POST /v4/accounts/{id}/tokens`` (201): ``token``, the new account
       token, shown once (API.md, Accounts);
     * ``GET /v4/oauth/callback`` (302): the ``secret_id`` added to the integrator's redirect URL — in
-      ``Location`` and in the HTML body werkzeug repeats it in (API.md, OAuth).
+      ``Location`` and in the HTML body werkzeug repeats it in (API.md, OAuth);
+    * ``POST /v4/webhooks`` (201) and ``POST /v4/webhooks/{id}/rotate-secret`` (200): ``secret``, the
+      endpoint's new signing secret, shown once (README, Webhooks).
     """
     if response.direct_passthrough or response.is_streamed:
         SCAN.bodies_skipped += 1  # files (docs assets): reading would consume the stream
@@ -210,6 +213,13 @@ def _response_text(response: Response) -> str:
         if isinstance(answer, dict) and isinstance(answer.get("token"), str):
             plant(answer["token"], "service:account_token")
             handed_over.append(answer["token"])
+    if request.method == "POST" and response.status_code in (200, 201) and _WEBHOOK_SECRET_PATH.match(request.path):
+        answer = response.get_json(silent=True)
+        if isinstance(answer, dict) and isinstance(answer.get("secret"), str):
+            plant(answer["secret"], "service:webhook_secret")
+            # The base64 key alone is as secret as the whsec_ form (and contains no '_' for the scan).
+            plant(answer["secret"].removeprefix("whsec_"), "service:webhook_secret_key")
+            handed_over.append(answer["secret"])
     if request.path == _CALLBACK_PATH and response.location:
         secret_id = dict(parse_qsl(urlsplit(response.location).query)).get("secret_id")
         if secret_id:

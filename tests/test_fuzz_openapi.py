@@ -36,7 +36,10 @@ from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
+from app import db
+from app.db import begin_write
 from app.jobs.worker import Worker
+from app.webhooks.outbox import emit
 from app.wiring import services
 
 from .conftest import OPERATOR_TOKEN
@@ -94,10 +97,13 @@ class Seed:
     token_id: int
     source_id: int
     stream_id: int
+    webhook_id: int
+    delivery_id: int
 
     def path_parameters(self) -> dict[str, object]:
         return {"account_id": self.account_id, "token_id": self.token_id, "source_id": self.source_id,
-                "stream_id": self.stream_id, "source_type": OAUTH_TYPE}
+                "stream_id": self.stream_id, "source_type": OAUTH_TYPE, "webhook_id": self.webhook_id,
+                "delivery_id": self.delivery_id}
 
 
 @pytest.fixture(scope="module")
@@ -138,14 +144,23 @@ def seed(app, client, data_api) -> Seed:  # type: ignore[no-untyped-def]
     override = client.put("/v4/oauth/credentials", headers=headers, json={
         "source_type": OAUTH_TYPE, "configuration": {"client_id": "fuzz", "client_secret": "fuzz-secret"}})
     assert override.status_code == 200, override.get_json()
-    return Seed(account["id"], account["token"], second["id"], source_id, streams[0]["stream_id"])
+    webhook = client.post("/v4/webhooks", headers=headers, json={"url": "https://hooks.example/fuzz",
+                                                                 "events": ["*"]})
+    assert webhook.status_code == 201, webhook.get_json()
+    with db.get_db(app).Session() as session, begin_write(session):  # a delivery (never sent) to name
+        emit(session, account["id"], "source.deleted", {}, source_id=source_id)
+    deliveries = client.get(f"/v4/webhooks/{webhook.get_json()['id']}/deliveries", headers=headers).get_json()
+    return Seed(account["id"], account["token"], second["id"], source_id, streams[0]["stream_id"],
+                webhook.get_json()["id"], deliveries["data"][0]["id"])
 
 
 def seed_intact(client, seed: Seed) -> bool:  # type: ignore[no-untyped-def]
-    """Did the last operation's cases delete the source or revoke the token? Then seed again."""
-    response = client.get(f"/v4/sources/{seed.source_id}/streams/{seed.stream_id}",
-                          headers={"Authorization": f"Bearer {seed.token}"})
-    return response.status_code == 200
+    """Did the last operation's cases delete the source or the webhook, or revoke the token? Then
+    seed again."""
+    headers = {"Authorization": f"Bearer {seed.token}"}
+    response = client.get(f"/v4/sources/{seed.source_id}/streams/{seed.stream_id}", headers=headers)
+    delivery = client.get(f"/v4/webhooks/{seed.webhook_id}/deliveries/{seed.delivery_id}", headers=headers)
+    return response.status_code == 200 and delivery.status_code == 200
 
 
 def fuzz_operation(operation, mode: GenerationMode, token: str, seed: Seed, failures: list[str],

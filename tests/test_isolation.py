@@ -1,7 +1,8 @@
 """The isolation matrix: one account can neither see nor change another's objects.
 
 For every route of the app that names an object (a source, its check, streams and events, an
-account, a token, an OAuth app override, a secret_id, a source named in a body), ``mine`` tries
+account, a token, an OAuth app override, a secret_id, a source named in a body, a webhook and its
+deliveries), ``mine`` tries
 ``theirs``: the answer is 404 ``not_found``, exactly as for an id that does not exist, and their
 objects are unchanged (every table row when the attempt is refused; their API views always; their
 secret_id still works afterwards). Routes that only touch the caller's own objects (lists, the
@@ -27,8 +28,11 @@ from typing import Any
 
 import pytest
 
+from app import db
 from app.auth import account_only, operator_only
+from app.db import begin_write
 from app.jobs.worker import Worker
+from app.webhooks.outbox import emit
 from app.wiring import services
 
 from .conftest import OPERATOR_TOKEN
@@ -52,6 +56,7 @@ DISCOVERY = "test.discovery"
 DATA_TOKEN = "isolation-data-token"
 OVERRIDE_TYPE = "platform.hubspot"  # theirs has an OAuth app override for it, mine none
 MY_OVERRIDE_TYPE = "platform.asana"  # so that my list of overrides is not empty
+WEBHOOK_URL = "https://hooks.example"  # never called: no delivery is sent in these tests
 ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "isolation-pairs.txt"
 PAIRS: Counter[str] = Counter()
 
@@ -62,6 +67,7 @@ NO_ID_ROUTES: dict[tuple[str, str], str] = {
     ("/v4/source-types", "GET"): "the catalog: the same for every account",
     ("/v4/source-types/<string:source_type>", "GET"): "the catalog: the same for every account",
     ("/v4/oauth/credentials/spec", "GET"): "the catalog's OAuth configuration schema",
+    ("/v4/webhooks", "POST"): "registers an endpoint of the caller's own; names no object",
     ("/v4/oauth/callback", "GET"): "public: the browser's return; its 256-bit state names the handshake "
                                    "(tests/test_oauth.py)",
     ("/health", "GET"): "public",
@@ -149,6 +155,20 @@ MATRIX: dict[tuple[str, str], list[Attempt]] = {
         their("/v4/oauth/credentials/" + OVERRIDE_TYPE)],
     ("/v4/connect/sessions", "POST"): [
         their("/v4/connect/sessions", "source_id", source_id="{their_source}", redirect_url=REDIRECT)],
+    ("/v4/webhooks", "GET"): [Attempt("/v4/webhooks", status=200, absent=("their_webhook",))],
+    ("/v4/webhooks/<int:webhook_id>", "GET"): [their("/v4/webhooks/{their_webhook}")],
+    ("/v4/webhooks/<int:webhook_id>", "PUT"): [their("/v4/webhooks/{their_webhook}", url=WEBHOOK_URL + "/mine")],
+    ("/v4/webhooks/<int:webhook_id>", "DELETE"): [their("/v4/webhooks/{their_webhook}")],
+    ("/v4/webhooks/<int:webhook_id>/rotate-secret", "POST"): [
+        their("/v4/webhooks/{their_webhook}/rotate-secret", overlap_seconds=0)],
+    ("/v4/webhooks/<int:webhook_id>/deliveries", "GET"): [their("/v4/webhooks/{their_webhook}/deliveries")],
+    ("/v4/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>", "GET"): [
+        their("/v4/webhooks/{their_webhook}/deliveries/{their_delivery}"),
+        # My webhook with their delivery's id: the delivery is looked up within my webhook.
+        their("/v4/webhooks/{my_webhook}/deliveries/{their_delivery}")],
+    ("/v4/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver", "POST"): [
+        their("/v4/webhooks/{their_webhook}/deliveries/{their_delivery}/redeliver"),
+        their("/v4/webhooks/{my_webhook}/deliveries/{their_delivery}/redeliver")],
 }
 
 
@@ -229,7 +249,21 @@ def seeded(connect_app, connect, new_account, operator, operator_app, provider_p
     assert own.status_code == 200, own.get_json()
     token = connect.post(f"/v4/accounts/{theirs.id}/tokens", headers=operator).get_json()
     ids["their_token"] = token["id"]
+    ids["their_webhook"], ids["their_delivery"] = webhook_with_delivery(connect_app, connect, theirs)
+    ids["my_webhook"], _ = webhook_with_delivery(connect_app, connect, mine)
     return Seeded(mine, theirs, ids)
+
+
+def webhook_with_delivery(connect_app, client, account) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """A webhook of the account and one (unsent) delivery to it."""
+    created = client.post("/v4/webhooks", headers=account.headers,
+                          json={"url": f"{WEBHOOK_URL}/{account.id}", "events": ["*"]})
+    assert created.status_code == 201, created.get_json()
+    with db.get_db(connect_app).Session() as session, begin_write(session):
+        emit(session, account.id, "source.deleted", {}, source_id=1)
+    webhook_id = created.get_json()["id"]
+    [delivery] = client.get(f"/v4/webhooks/{webhook_id}/deliveries", headers=account.headers).get_json()["data"]
+    return webhook_id, delivery["id"]
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -273,6 +307,8 @@ def their_views(client, seeded: Seeded) -> dict[str, bytes]:  # type: ignore[no-
              f"/v4/sources/{ids['their_discovered']}/last-connection-check"]
     for name in ("their_source", "their_discovered", "their_oauth_source"):
         paths += [f"/v4/sources/{ids[name]}", f"/v4/sources/{ids[name]}/events"]
+    paths += ["/v4/webhooks", f"/v4/webhooks/{ids['their_webhook']}", f"/v4/webhooks/{ids['their_webhook']}/deliveries",
+              f"/v4/webhooks/{ids['their_webhook']}/deliveries/{ids['their_delivery']}"]
     views = {}
     for path in paths:
         response = client.get(path, headers=headers)
@@ -363,7 +399,8 @@ def test_operator_only_and_account_only_views_refuse_the_other_principal(connect
     assert ("/v4/sources", "POST", "operator") in cases
     tokens = {"account": seeded.mine.headers, "operator": {"Authorization": f"Bearer {OPERATOR_TOKEN}"}}
     path_values = {"account_id": seeded.ids["their_account"], "source_id": seeded.ids["their_source"],
-                   "stream_id": seeded.ids["their_stream"], "token_id": seeded.ids["their_token"]}
+                   "stream_id": seeded.ids["their_stream"], "token_id": seeded.ids["their_token"],
+                   "webhook_id": seeded.ids["their_webhook"], "delivery_id": seeded.ids["their_delivery"]}
     for rule, method, refused in cases:
         path = rule
         for name, value in path_values.items():

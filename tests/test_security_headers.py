@@ -61,6 +61,12 @@ def test_no_store_on_the_responses_that_hand_over_a_token_once(client, operator,
     assert refused.headers["Cache-Control"] == "no-store"
     callback = client.get("/v4/oauth/callback?state=unknown&code=x")
     assert callback.status_code == 400 and callback.headers["Cache-Control"] == "no-store"
+    webhook = client.post("/v4/webhooks", headers=account.headers, json={
+        "url": "https://hooks.example/connect", "events": ["source.created"]})
+    assert webhook.status_code == 201 and webhook.headers["Cache-Control"] == "no-store"
+    rotated = client.post(f"/v4/webhooks/{webhook.get_json()['id']}/rotate-secret", headers=account.headers,
+                          json={})
+    assert rotated.status_code == 200 and rotated.headers["Cache-Control"] == "no-store"
     # Views that hand over nothing once are left to the client's judgement.
     for response in (client.get("/v4/accounts", headers=operator),
                      client.get(f"/v4/accounts/{account_id}/tokens", headers=operator),

@@ -16,9 +16,11 @@ from .oauth_provider import (
     get_provider,
 )
 from .threaded import ServerThread, serve
+from .webhook_receiver import HOOK_PATH, ReceiverFault, WebhookReceiver, create_webhook_receiver, get_receiver
 
 __all__ = [
     "AUTHORIZE_PATH",
+    "HOOK_PATH",
     "RESOURCE_PATH",
     "TOKEN_PATH",
     "ApiFault",
@@ -27,11 +29,15 @@ __all__ = [
     "DataApiSettings",
     "OAuthProvider",
     "ProviderSettings",
+    "ReceiverFault",
     "ServerThread",
     "TokenFault",
+    "WebhookReceiver",
     "create_data_api",
     "create_oauth_provider",
+    "create_webhook_receiver",
     "get_data_api",
     "get_provider",
+    "get_receiver",
     "serve",
 ]

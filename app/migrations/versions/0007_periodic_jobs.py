@@ -1,7 +1,7 @@
 """periodic jobs: when each runs next, and which worker holds it
 
 Revision ID: 0007
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-01 10:30:00.000000
 """
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import app.models  # noqa: F401  (custom column types)
 
 revision = '0007'
-down_revision = '0008'  # after main's 0008 (the token lease); the lead may re-chain
+down_revision = '0010'  # after main's 0010 (webhooks, itself after 0008); the lead may re-chain
 branch_labels = None
 depends_on = None
 
