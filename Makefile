@@ -36,7 +36,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check app tests
+	$(BIN)/ruff check app tests scripts bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,7 +1,9 @@
-"""The connect service: ``create_app()`` builds it (config, extensions, blueprints, error handlers)."""
+"""The connect service: ``create_app()`` builds it (config, extensions, blueprints, error handlers)
+and wires its parts together (:func:`wire`). Importing a module of this package does nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +14,28 @@ from . import (
     catalog,
     crypto,
     db,
-    discovery,
     logs,
-    oauth,
     ratelimit,
     request_checks,
     secrets_store,
     security_headers,
     webhooks,
+    wiring,
 )
 from .config import default_database_url, settings_from_environment
+from .connect.service import purge_expired_sessions
 from .connectors import registry as connectors
+from .discovery.jobs import check_and_discover
+from .discovery.service import CHECK_JOB, queue_check_when_ready
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
+from .jobs.periodic import PeriodicJob
+from .jobs.worker import JobTable, start_embedded_worker
 from .models import load_all_models
+from .oauth import apps as oauth_apps
+from .oauth.handshake import purge_expired_handshakes, redeem_secret
 from .sources.availability import log_sources_without_card
+from .sources.writes import SourceHooks
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -45,8 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     database = db.init_app(app)
     loaded = catalog.init_app(app)
     log_sources_without_card(database.Session, loaded)
-    oauth.init_app(app)
-    discovery.init_app(app)
+    oauth_apps.init_app(app, loaded)  # after the catalog: the apps file names source types
     crypto.init_app(app)
     secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here
     connectors.init_app(app)  # after db and crypto: the network policy and one connector per kind
@@ -55,8 +63,36 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app)  # after auth: it counts by g.principal
     request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter
     security_headers.init_app(app)
+    wiring.install(app, wire(connectors.get_connectors(app)))
+    _register_blueprints(app)
+    register_error_handlers(app)
+    if app.config["EMBEDDED_WORKER"]:
+        app.extensions["connect.worker"] = start_embedded_worker(app, wiring.services(app).jobs)
+    return app
 
-    api = create_api(app)
+
+def wire(registry: connectors.Connectors) -> wiring.Services:
+    """Who calls whom. Adding a periodic job is one line in ``periodic``."""
+    return wiring.Services(
+        source_hooks=SourceHooks(
+            # POST/PUT /v4/sources with secret_id: the OAuth handshake's result fills the source.
+            redeem_secret=redeem_secret,
+            # The last credential arrived, or one changed: queue a connection check and discovery.
+            after_properties_changed=(queue_check_when_ready,),
+            # Hosts and ports the properties name, judged by the network rules at save time.
+            destinations=registry.destination_problems,
+        ),
+        jobs=JobTable(
+            handlers={CHECK_JOB: check_and_discover},
+            periodic=(
+                PeriodicJob("purge_expired_handshakes", timedelta(hours=1), purge_expired_handshakes),
+                PeriodicJob("purge_expired_connect_sessions", timedelta(hours=1), purge_expired_sessions),
+            ),
+        ),
+    )
+
+
+def _register_blueprints(app: Flask) -> None:
     from .accounts.routes import blueprint as accounts
     from .connect.routes import blueprint as connect_sessions
     from .connect.routes import page as connect_page
@@ -68,17 +104,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .sources.routes import blueprint as sources
     from .webhooks.routes import blueprint as webhook_routes
 
+    api = create_api(app)
     for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions, webhook_routes):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(connect_page)
     app.register_blueprint(docs_assets)
-    register_error_handlers(app)
-    if app.config["EMBEDDED_WORKER"]:
-        from .jobs.worker import start_embedded_worker
-
-        app.extensions["connect.worker"] = start_embedded_worker(app)
-    return app
 
 
 def _instance_path() -> Path:

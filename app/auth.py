@@ -151,7 +151,8 @@ class _AuthState:
 
 
 def token_cache(app: Flask | None = None) -> TokenCache:
-    return (app or current_app).extensions[EXTENSION_KEY].cache
+    cache: TokenCache = (app or current_app).extensions[EXTENSION_KEY].cache
+    return cache
 
 
 def public(view: F) -> F:
@@ -171,7 +172,7 @@ def _is_public(endpoint: str | None) -> bool:
 
 
 def _bearer_token() -> str | None:
-    header = request.environ.get("HTTP_AUTHORIZATION", "")  # the Authorization header
+    header: str = request.environ.get("HTTP_AUTHORIZATION", "")  # the Authorization header
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -227,7 +228,7 @@ def authenticate_request() -> None:
 
 
 def current_principal() -> Principal:
-    principal = g.get("principal")
+    principal: Principal | None = g.get("principal")
     if principal is None:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     return principal

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,8 +15,8 @@ from flask.cli import with_appcontext
 from .config import settings_from_environment
 
 if TYPE_CHECKING:
+    from .catalog.singer_section import SingerSpec
     from .connectors.singer.environments import InstalledTap, TapEnvironments, TapInstallError
-    from .connectors.singer.spec import SingerSpec
 
 
 @click.group("connect")
@@ -50,7 +51,8 @@ def migrate() -> None:
     click.echo("database is at the newest schema")
 
 
-def ensure_instance_secret(name: str, configured: bool, env_var: str, what: str, make) -> str | None:  # type: ignore[no-untyped-def]
+def ensure_instance_secret(name: str, configured: bool, env_var: str, what: str,
+                           make: Callable[[], str]) -> str | None:
     """Say where a secret comes from; generate it into instance/ (mode 0600) when it has no source.
 
     Returns the generated value (to be shown once), or None when it already existed.
@@ -138,9 +140,10 @@ def worker(threads: int, poll_interval: float) -> None:
     import threading
 
     from .jobs.worker import Worker
+    from .wiring import services
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    workers = [Worker(app, poll_interval=poll_interval) for _ in range(threads)]
+    workers = [Worker(app, services(app).jobs, poll_interval=poll_interval) for _ in range(threads)]
     running = [threading.Thread(target=w.run_forever, daemon=True) for w in workers]
     for thread in running:
         thread.start()
@@ -171,7 +174,7 @@ def _tap_environments() -> TapEnvironments:
 def _declared_specs(types: tuple[str, ...], every: bool) -> dict[str, SingerSpec]:
     """The singer specs of the named types (or of every type with an installable tap)."""
     from .catalog import get_catalog
-    from .connectors.singer.spec import parse_spec
+    from .catalog.singer_section import parse_spec
 
     catalog = get_catalog()
     if every:

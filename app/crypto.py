@@ -112,4 +112,5 @@ def init_app(app: Flask) -> Keyring:
 
 
 def get_keyring(app: Flask | None = None) -> Keyring:
-    return (app or current_app).extensions[EXTENSION_KEY]
+    keyring: Keyring = (app or current_app).extensions[EXTENSION_KEY]
+    return keyring

@@ -25,8 +25,10 @@ try:
 except ImportError:  # not on POSIX: threads take turns, processes rely on SQLite's own wait
     fcntl = None  # type: ignore[assignment]
 
+from typing import Any, cast
+
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 EXTENSION_KEY = "connect.db"
@@ -84,14 +86,22 @@ def init_app(app: Flask) -> Database:
 
 
 def get_db(app: Flask | None = None) -> Database:
-    return (app or current_app).extensions[EXTENSION_KEY]
+    database: Database = (app or current_app).extensions[EXTENSION_KEY]
+    return database
 
 
 def session() -> Session:
     """The session of the current request (or app context), opened on first use."""
     if "db_session" not in g:
         g.db_session = get_db().Session()
-    return g.db_session
+    opened: Session = g.db_session
+    return opened
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed (what ``Session.execute`` returns for one is a
+    cursor result, whatever its declared type)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _close_request_session(_exc: BaseException | None) -> None:
@@ -131,12 +141,14 @@ class _WriteLock:
 
     def release(self) -> None:
         self._depth -= 1
-        if self._depth == 0 and self._file_locked:
+        if self._depth == 0 and self._file_locked and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             self._file_locked = False
         self._threads.release()
 
     def _lock_file(self, deadline: float) -> bool:
+        if self._path is None:
+            return False
         if self._fd is None or self._fd_pid != os.getpid():  # a forked process needs its own
             try:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)

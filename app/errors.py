@@ -9,6 +9,8 @@ properties: the code that builds a message about a property knows whether it is 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify
@@ -79,10 +81,40 @@ class Gone(ApiError):
     status, type = 410, "gone"
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a request: where (``field``, and ``property`` when it is a source
+    property) and why. A list of them becomes one :class:`Invalid` (:meth:`Invalid.from_problems`)."""
+
+    field: str
+    reason: str
+    property: str | None = None
+
+    @classmethod
+    def of_property(cls, name: str, reason: str) -> Problem:
+        return cls(f"properties.{name}", reason, name)
+
+    def detail(self) -> dict[str, str]:
+        """The problem as an entry of an error's ``details``."""
+        if self.property is None:
+            return {"field": self.field, "reason": self.reason}
+        return {"property": self.property, "field": self.field, "reason": self.reason}
+
+
+def problems_message(problems: Sequence[Problem]) -> str:
+    """``field: reason; field: reason`` — the message of an error made of problems."""
+    return "; ".join(f"{p.field}: {p.reason}" for p in problems)
+
+
 class Invalid(ApiError):
     """Well-formed but invalid (422). ``type`` names the kind: invalid_properties, invalid_name…"""
 
     status, type = 422, "invalid_body"
+
+    @classmethod
+    def from_problems(cls, problems: Sequence[Problem], *, type: str = "invalid_body") -> Invalid:
+        """One error for every problem found: the message names each, ``details`` lists them."""
+        return cls(problems_message(problems), details=[p.detail() for p in problems], type=type)
 
 
 def error_body(status: int, type_: str, message: str, details: list | None = None) -> dict:
@@ -143,7 +175,7 @@ def handle_http_exception(exc: HTTPException) -> Response:
     type_ = DEFAULT_TYPES.get(status, "server_error" if status >= 500 else "malformed_request")
     message = exc.description or exc.name
     if status == 422 and details:
-        message = "; ".join(f"{d['field']}: {d['reason']}" for d in details)
+        message = problems_message([Problem(d["field"], d["reason"]) for d in details])
     elif status == 400 and details:
         message = details[0]["reason"]
     elif status == 404:

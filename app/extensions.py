@@ -49,8 +49,9 @@ def documented_only(view: Callable[..., Any]) -> Callable[..., Any]:
     over those decorators (``arguments`` parses the request: it must stay)."""
     # Only flask-smorest's own wrappers are dropped: a wrapper of ours (an access check, say)
     # under this decorator must keep running, so unwrapping stops at the first one that is not.
-    inner = inspect.unwrap(view, stop=lambda wrapper: not _is_flask_smorest(wrapper))
-    inner._apidoc = view._apidoc  # type: ignore[attr-defined]  (what flask-smorest reads at registration)
+    inner: Callable[..., Any] = inspect.unwrap(view, stop=lambda wrapper: not _is_flask_smorest(wrapper))
+    # What flask-smorest reads at registration.
+    inner._apidoc = view._apidoc  # type: ignore[attr-defined]
     return inner
 
 

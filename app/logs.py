@@ -5,10 +5,17 @@ echoed in the response header and put on every log line written while serving it
 per request records method, path (never the query string: it can carry OAuth codes), status,
 duration and the caller's account.
 
-Every line is scanned for secrets (app/redaction.py) once finished, except the access line: it is
-written on every request, so it is built from known fields only, and the fields a caller controls
-(path, request id, an unusual method) are redacted one by one before it is put together, which
-protects them the same way at a fraction of the cost.
+Lines are formatted by python-json-logger (:class:`JsonFormatter` sets the service's fields and
+their order) and every line is scanned for secrets (app/redaction.py) once finished, except the
+access line: it is written on every request, so it is built from known fields only, and the fields
+a caller controls (path, request id, an unusual method) are redacted one by one before it is put
+together, which protects them the same way at a fraction of the cost (:func:`_access_line`).
+
+Measured before moving to python-json-logger (timeit, one line with five extra fields and 20
+remembered secrets, the minimum of ten interleaved rounds on a loaded 2-core machine): the
+hand-written formatter took 27.5 µs per line, python-json-logger's 37.4 µs; a request costs
+1,000–8,000 µs of CPU (bench/results), and most requests write only the access line, so the
+difference stays far below 1% of a request.
 """
 
 from __future__ import annotations
@@ -20,20 +27,22 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
+from pythonjsonlogger.core import RESERVED_ATTRS, merge_record_extra
+from pythonjsonlogger.json import JsonFormatter as JsonLogFormatter
 
 from .redaction import redact
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-# Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "account_id")
 # Methods the HTTP parser hands over as they are; anything else is caller text and is redacted.
 _PLAIN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 access_log = logging.getLogger("connect.access")
-_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  (a str as a JSON string)
+# A str as a JSON string (the C encoder json.dumps uses, without its call overhead).
+_string = json.encoder.encode_basestring_ascii
 
 
 class _Timestamps:
@@ -55,25 +64,32 @@ class _Timestamps:
 _timestamp = _Timestamps()
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(JsonLogFormatter):
+    """python-json-logger's formatter, with the service's fields in its order (``ts``, ``level``,
+    ``logger``, ``message``, ``request_id``, then every ``extra=`` field, then ``exception``), and
+    every finished line redacted (app/redaction.py). The access line has its own fast path."""
+
+    def __init__(self) -> None:
+        super().__init__(json_default=str, reserved_attrs=[*RESERVED_ATTRS, "request_id"],
+                         rename_fields={"exc_info": "exception"})
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord,
+                   message_dict: dict[str, Any]) -> None:
+        log_data["ts"] = _timestamp(record.created)
+        log_data["level"] = record.levelname.lower()
+        log_data["logger"] = record.name
+        log_data["message"] = record.message
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            log_data["request_id"] = request_id
+        merge_record_extra(record, log_data, reserved=self._skip_fields)
+        for key, value in message_dict.items():
+            log_data[self._get_rename(key)] = value
+
     def format(self, record: logging.LogRecord) -> str:
         if getattr(record, "_connect_access", False):
             return _format_access(record)
-        entry = {
-            "ts": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        request_id = getattr(record, "request_id", None)
-        if request_id:
-            entry["request_id"] = request_id
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and key != "request_id" and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str))
+        return redact(super().format(record))
 
 
 def _format_access(record: logging.LogRecord) -> str:
@@ -156,7 +172,7 @@ def configure_logging(level: str) -> None:
 
 
 def _start_request() -> None:
-    context = g._get_current_object()  # type: ignore[attr-defined]
+    context = g._get_current_object()
     incoming = request.environ.get("HTTP_X_REQUEST_ID", "")  # the X-Request-Id header
     if incoming and _SAFE_REQUEST_ID.match(incoming):
         context.request_id, context.request_id_generated = incoming, False
@@ -166,7 +182,8 @@ def _start_request() -> None:
 
 
 def _finish_request(response: Response) -> Response:
-    context = g._get_current_object()  # type: ignore[attr-defined]  (one lookup, not one per field)
+    # One lookup of the proxied object, not one per field.
+    context = g._get_current_object()
     request_id = getattr(context, "request_id", None)
     response.headers["X-Request-Id"] = request_id or ""
     if not access_log.isEnabledFor(logging.INFO):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 from sqlalchemy import (
     JSON,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     TypeDecorator,
     UniqueConstraint,
     text,
@@ -47,6 +49,11 @@ class UTCDateTime(TypeDecorator):
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict: JSON}
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for Core statements (declared as a plain ``FromClause`` on the model)."""
+    return cast(Table, model.__table__)
 
 
 class Account(Base):
@@ -138,7 +145,13 @@ class SourceCredential(Sealed, Base):
 
     @property
     def associated_data(self) -> str:
-        return f"source-credential:{self.source_id}:{self.name}"
+        return credential_associated_data(self.source_id, self.name)
+
+
+def credential_associated_data(source_id: int, name: str) -> str:
+    """Where a source credential's ciphertext lives: what it is sealed under and opened with
+    (app/sources/credentials.py seals with it before the row exists; the row opens with it)."""
+    return f"source-credential:{source_id}:{name}"
 
 
 class SourceEvent(Base):

@@ -124,7 +124,7 @@ def seed(backend: str, url: str, *, scale_sizes: tuple[int, ...] = SCALE_SIZES) 
     from app.db import get_db
     from app.migrations import upgrade
     from app.models import Source, load_all_models
-    from app.sources.service import encode_cursor
+    from app.sources.queries import encode_cursor
 
     load_all_models()
     timings: dict[str, float] = {}

@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.catalog.cards import ReportCard  # noqa: E402
+from app.catalog.singer_section import parse_spec  # noqa: E402
 from app.connectors.base import SourceTarget  # noqa: E402
 from app.connectors.singer.connector import SingerConnector  # noqa: E402
 from app.connectors.singer.environments import TapEnvironments  # noqa: E402
 from app.connectors.singer.runner import RunLimits  # noqa: E402
-from app.connectors.singer.spec import parse_spec  # noqa: E402
 
 FAKE_TAP = ROOT / "tests" / "taps" / "fake_tap"
 BENCH_TYPE = "bench.singer-fake"

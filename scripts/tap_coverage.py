@@ -34,9 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from app.catalog.loader import check_paths  # noqa: E402
+from app.catalog.singer_section import SingerSpec, parse_spec  # noqa: E402
 from app.connectors.singer.environments import TapEnvironments, TapInstallError  # noqa: E402
 from app.connectors.singer.runner import RunLimits, TapMissing, run_tap  # noqa: E402
-from app.connectors.singer.spec import SingerSpec, parse_spec  # noqa: E402
 
 START_LIMITS = RunLimits(timeout=120.0, max_output_bytes=1024 * 1024, max_memory_bytes=2 * 1024 ** 3)
 

@@ -23,7 +23,7 @@ from app.connectors.models import ACCESS_TOKEN, SourceToken
 from app.connectors.tokens import TokenSettings, TokenStore
 from app.crypto import get_keyring
 from app.models import Source, SourceEvent
-from app.sources.service import decrypted_properties
+from app.sources.credentials import decrypted_properties
 
 from .servers import (
     TOKEN_PATH,
@@ -107,8 +107,8 @@ def call_api(app: Flask, source_id: int, stream: str | None = None) -> requests.
     with app.app_context():
         source = db.session().get(Source, source_id)
         card = get_catalog().get(source.type)
-        spec = card.api["check"] if stream is None else next(
-            s for s in card.api["streams"] if s["tap_stream_id"] == stream)
+        spec = card.api.check if stream is None else next(
+            s.request for s in card.api.streams if s.tap_stream_id == stream)
         return send_api_request(db.get_db().Session, get_keyring(), source, card, spec)
 
 

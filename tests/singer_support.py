@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from app.catalog.cards import ReportCard
+from app.catalog.singer_section import parse_spec
 from app.connectors.base import SourceTarget
 from app.connectors.singer.connector import ConfigChange, SingerConnector
 from app.connectors.singer.environments import InstalledTap, TapEnvironments
 from app.connectors.singer.runner import RunLimits
-from app.connectors.singer.spec import parse_spec
 
 FAKE_TAP = Path(__file__).resolve().parent / "taps" / "fake_tap"
 FAKE_TYPE = "test.singer-fake"

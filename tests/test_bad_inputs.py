@@ -32,6 +32,7 @@ from sqlalchemy import select
 from app import db
 from app.jobs.worker import Worker
 from app.models import Base, Source, SourceCredential
+from app.wiring import services
 
 from .connectors_support import running_data_api
 from .test_service_basics import assert_error
@@ -305,7 +306,7 @@ def seed(app, client, account, data_api, with_streams: bool) -> Seeded:  # type:
             "properties": {"api_url": data_api.base_url, "api_token": DATA_TOKEN}})
         assert discovered.status_code == 201, discovered.get_json()
         ids["discovered"] = str(discovered.get_json()["id"])
-        worker, deadline = Worker(app, poll_interval=0.05), time.monotonic() + 20
+        worker, deadline = Worker(app, services(app).jobs, poll_interval=0.05), time.monotonic() + 20
         while worker.run_once():
             assert time.monotonic() < deadline, "discovery did not finish"
         streams = client.get(f"/v4/sources/{ids['discovered']}/streams", headers=account.headers).get_json()

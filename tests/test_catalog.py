@@ -14,6 +14,7 @@ from app import create_app
 from app.catalog.loader import CatalogError, check_paths, load_catalog
 from app.cli import connect_cli
 from app.config import DEFAULT_REPORT_CARDS
+from app.sources.presenter import blank_card_json
 
 from .conftest import base_config
 
@@ -56,7 +57,7 @@ def test_blank_cards_start_where_stitch_says_a_new_source_starts(catalog):
     for source_type, data in stitch_types().items():
         if not data["steps"]:
             continue
-        blank = json.loads(catalog.get(source_type).blank_json)
+        blank = json.loads(blank_card_json(catalog.get(source_type)))
         expected = data["blank_report_card"]
         if (blank["current_step"], blank["current_step_type"]) != (
             expected["current_step"], expected["current_step_type"]):
@@ -174,3 +175,65 @@ def test_check_report_cards_command(tmp_path):
     bad = runner.invoke(connect_cli, ["check-report-cards", str(tmp_path)])
     assert bad.exit_code == 1
     assert f"{tmp_path / 'broken.json'}: $: not valid JSON" in bad.output
+
+
+# --- the typed sections: a key a section does not have is a load error ---------------------------
+
+TEST_CARDS = Path(__file__).resolve().parent / "report_cards"
+
+
+def section_cases():
+    def auth_typo(d):
+        d["auth"]["prefx"] = "Token "  # a key no auth type has
+
+    def key_of_another_auth_type(d):
+        d["auth"]["grant_type"] = "refresh_token"
+
+    def inject_typo(d):
+        d["auth"]["inject"]["field"] = "X-Session"
+
+    def request_auth_typo(d):
+        d["api"]["check"]["auth"] = {"type": "basic", "username": "u", "passwrd": "p"}
+
+    def login_auth_typo(d):
+        d["auth"]["login"]["auth"] = {"type": "api_key", "token": "t", "inject_into": "header",
+                                      "field_name": "X-Key", "prefx": "Key "}
+
+    return [
+        ("auth key typo", "test.auth-bearer.json", auth_typo, "$.auth.prefx",
+         "auth of type 'bearer' has no key 'prefx' (its keys: token, type)"),
+        ("a key of another auth type", "test.auth-bearer.json", key_of_another_auth_type, "$.auth.grant_type",
+         "auth of type 'bearer' has no key 'grant_type'"),
+        ("session inject typo", "test.session-cached.json", inject_typo, "$.auth.inject.field",
+         "auth.inject has no key 'field'"),
+        ("a request's own auth", "test.auth-bearer.json", request_auth_typo, "$.api.check.auth.passwrd",
+         "auth of type 'basic' has no key 'passwrd'"),
+        ("a login's auth", "test.session-cached.json", login_auth_typo, "$.auth.login.auth.prefx",
+         "auth of type 'api_key' has no key 'prefx'"),
+    ]
+
+
+@pytest.mark.parametrize(("label", "name", "mutate", "json_path", "reason"), section_cases(),
+                         ids=[c[0] for c in section_cases()])
+def test_a_key_a_section_does_not_have_is_refused_with_file_and_path(tmp_path, label, name, mutate, json_path,
+                                                                     reason):
+    document = json.loads((TEST_CARDS / name).read_text())
+    mutate(document)
+    file = write(tmp_path, name, document)
+    cards, problems = check_paths([tmp_path])
+    assert cards == {}
+    assert [(p.file, p.json_path) for p in problems] == [(str(file), json_path)], label
+    assert reason in problems[0].reason
+
+
+def test_sections_are_typed_with_their_defaults(catalog):
+    hubspot = catalog.get("platform.hubspot")
+    assert hubspot.oauth.authorize_url.startswith("https://") and hubspot.oauth.pkce is True
+    assert hubspot.oauth.scope_separator == " " and isinstance(hubspot.oauth.scopes, tuple)
+    import_api = catalog.get("import_api")
+    assert (import_api.oauth, import_api.api, import_api.auth.type) == (None, None, "none")
+    bearer = load_catalog(str(TEST_CARDS)).get("test.auth-bearer")
+    assert (bearer.auth.type, bearer.auth.token) == ("bearer", "{{ properties.api_token }}")
+    assert bearer.api.check.path == "/check" and bearer.api.check.method == "GET"
+    assert [s.tap_stream_id for s in bearer.api.streams] == ["contacts"]
+    assert bearer.api.streams[0].key_properties == ("id",) and bearer.api.streams[0].method == "GET"

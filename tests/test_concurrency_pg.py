@@ -35,7 +35,7 @@ from sqlalchemy import select
 from app import db
 from app.crypto import get_keyring
 from app.models import Source, SourceCredential
-from app.sources.service import decrypted_properties
+from app.sources.credentials import decrypted_properties
 
 from .conftest import OPERATOR_TOKEN, TESTS, AccountHandle
 from .http_callers import BARRIER_TIMEOUT, REQUEST_TIMEOUT, run_callers

@@ -43,7 +43,8 @@ from app.discovery.models import ConnectionCheck, Stream
 from app.jobs.models import Job
 from app.jobs.worker import Worker
 from app.models import Source, SourceEvent
-from app.sources.service import decrypted_properties
+from app.sources.credentials import decrypted_properties
+from app.wiring import services
 
 from .live_service import ROOT, free_port, service_environment, stop, wait_for_file, wait_until_healthy
 from .test_discovery import _reset, create, data_api, run_jobs, step  # noqa: F401  (fixtures)
@@ -71,22 +72,27 @@ def serve_pausing() -> None:
     """The API process: the real app from CONNECT_* settings, served by werkzeug, pausing
     ``mid_transaction`` (after an update's writes are flushed, before its commit) or
     ``after_commit`` (the update committed, the response not yet sent), or ``nowhere``."""
+    from dataclasses import replace
+
     from flask import request
     from werkzeug.serving import make_server
 
-    from app import create_app
-    from app.sources import service
+    from app import create_app, wiring
 
     app = create_app()
     if os.environ[PAUSE_AT] == "nowhere":
         pass  # the unmodified service
     elif os.environ[PAUSE_AT] == "mid_transaction":
-        def pause_mid_update(session: Any, source: Any, card: Any, changed: set[str]) -> None:
+        def pause_mid_update(session: Any, source: Any, card: Any, changed: frozenset[str]) -> None:
             session.flush()  # everything the update has done so far is in the open transaction
             _pause()
 
-        # After app/discovery's hook, which queues the connection check: that row is written too.
-        service.after_properties_changed.append(pause_mid_update)
+        # The app wired as create_app wires it, with one more hook after app/discovery's, which
+        # queues the connection check: that row is written too.
+        default = wiring.services(app)
+        hooks = default.source_hooks
+        wiring.install(app, replace(default, source_hooks=replace(
+            hooks, after_properties_changed=(*hooks.after_properties_changed, pause_mid_update))))
     else:
         @app.after_request
         def pause_after_commit(response: Any) -> Any:
@@ -117,7 +123,7 @@ def work_pausing() -> None:
         jobs.save_discovery = pausing_save
     else:
         worker_module.finish_job = lambda *args, **kwargs: _pause()
-    worker_module.Worker(app, poll_interval=0.05).run_forever()
+    worker_module.Worker(app, services(app).jobs, poll_interval=0.05).run_forever()
 
 
 def start(entry_point: str, env: dict[str, str]) -> subprocess.Popen:
@@ -317,7 +323,7 @@ def test_a_worker_killed_inside_a_jobs_writes_has_the_job_run_again_after_its_le
                                                    else "field_selection")
 
     # Until the lease runs out, the job belongs to the dead worker: nobody else takes it.
-    assert Worker(app, poll_interval=0.05).run_once() is False
+    assert Worker(app, services(app).jobs, poll_interval=0.05).run_once() is False
     with app.app_context():
         job = db.session().scalars(select(Job).where(Job.source_id == source["id"])).one()
         assert (job.status, job.attempts) == ("running", 1)

@@ -20,6 +20,7 @@ from app import db
 from app.discovery.models import ConnectionCheck
 from app.jobs.models import Job
 from app.jobs.worker import Worker
+from app.wiring import services
 
 from .servers import create_data_api, get_data_api, serve
 from .test_service_basics import assert_error
@@ -53,7 +54,7 @@ def create(client, account, data_api, **properties):
 
 def run_jobs(app, until: Callable[[], bool] | None = None, deadline: float = 20.0) -> None:
     """Run queued jobs in this process until none is left (or ``until`` holds)."""
-    worker = Worker(app, poll_interval=0.05)
+    worker = Worker(app, services(app).jobs, poll_interval=0.05)
     stop_at = time.monotonic() + deadline
     while time.monotonic() < stop_at:
         ran = worker.run_once()
@@ -166,7 +167,7 @@ def test_rejected_credentials_make_the_source_broken_until_fixed(app, client, ac
 def test_a_transient_failure_is_retried(app, client, account, data_api):
     data_api.fail_next_requests("server_error", count=1)
     source = create(client, account, data_api)
-    worker = Worker(app)
+    worker = Worker(app, services(app).jobs)
     assert worker.run_once()
     with app.app_context():
         session = db.session()
@@ -200,7 +201,7 @@ def test_a_retry_keeps_the_last_attempts_error_until_an_attempt_succeeds(app, cl
     the next attempt is queued or running (issue 13: a retry used to show running with error null)."""
     data_api.fail_next_requests("server_error", count=1)
     source = create(client, account, data_api)
-    assert Worker(app).run_once()
+    assert Worker(app, services(app).jobs).run_once()
     failed_once = last_check(client, account, source["id"])
     assert failed_once["status"] == "queued" and failed_once["attempts"] == 1
     assert failed_once["error"]["type"] == "source_unavailable" and "500" in failed_once["error"]["message"]
@@ -209,7 +210,7 @@ def test_a_retry_keeps_the_last_attempts_error_until_an_attempt_succeeds(app, cl
     # The second attempt is slow: while it runs, the first one's error is still there to read.
     data_api.fail_next_requests("slow", count=1, delay=1.5)
     make_job_due(app, source["id"])
-    retrying = threading.Thread(target=Worker(app).run_once)
+    retrying = threading.Thread(target=Worker(app, services(app).jobs).run_once)
     retrying.start()
     deadline = time.monotonic() + 10
     while last_check(client, account, source["id"])["status"] != "running" and time.monotonic() < deadline:
@@ -228,7 +229,7 @@ def test_a_retry_keeps_the_last_attempts_error_until_an_attempt_succeeds(app, cl
 def test_a_check_of_a_new_configuration_does_not_show_the_old_ones_error(app, client, account, data_api):
     data_api.fail_next_requests("server_error", count=1)
     source = create(client, account, data_api)
-    assert Worker(app).run_once()
+    assert Worker(app, services(app).jobs).run_once()
     assert last_check(client, account, source["id"])["error"]["type"] == "source_unavailable"
     client.put(f"/v4/sources/{source['id']}", headers=account.headers, json={"properties": {"region": "eu"}})
     fresh = last_check(client, account, source["id"])
@@ -288,7 +289,7 @@ def _worker_process(database_url: str, report_cards: str, keys: str, seconds: fl
 
     app = create_app({"DATABASE_URL": database_url, "REPORT_CARDS": report_cards, "ENCRYPTION_KEYS": keys,
                       "OPERATOR_TOKEN": "unused", "ALLOWED_SOURCE_NETWORKS": "127.0.0.0/8,::1/128"})
-    worker = Worker(app, poll_interval=0.05)
+    worker = Worker(app, services(app).jobs, poll_interval=0.05)
     stop_at = time.monotonic() + seconds
     idle_since = None
     while time.monotonic() < stop_at:

@@ -29,6 +29,7 @@ from app.crypto import KeyringError, generate_key_spec
 from app.jobs.models import Job
 from app.jobs.worker import Worker
 from app.models import Source, SourceCredential
+from app.wiring import services
 
 from .conftest import TEST_KEYS, _postgres_url_with_schema, base_config
 from .connectors_support import running_data_api
@@ -198,7 +199,7 @@ def test_a_check_that_cannot_open_a_credential_fails_once_naming_the_key(app, ma
     elsewhere = make_app(ENCRYPTION_KEYS=generate_key_spec())  # started before the source existed
     source_id = create_source(client, account, data_api)  # sealed under TEST_KEYS by the suite's app
     checks_before = data_api.requests.total()
-    worker = Worker(elsewhere, poll_interval=0.05)
+    worker = Worker(elsewhere, services(elsewhere).jobs, poll_interval=0.05)
     with caplog.at_level(logging.INFO):
         assert worker.run_once()
         assert not worker.run_once()  # not queued again: the key will not appear by itself
@@ -217,7 +218,7 @@ def test_a_check_that_cannot_open_a_credential_fails_once_naming_the_key(app, ma
 
     # The control: with the key configured, the same source passes its check.
     assert client.post(f"/v4/sources/{source_id}/discover", headers=account.headers).status_code in (200, 202)
-    while Worker(app, poll_interval=0.05).run_once():
+    while Worker(app, services(app).jobs, poll_interval=0.05).run_once():
         pass
     check = client.get(f"/v4/sources/{source_id}/last-connection-check", headers=account.headers).get_json()
     assert check["status"] == "succeeded", check

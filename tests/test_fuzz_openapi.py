@@ -40,6 +40,7 @@ from app import db
 from app.db import begin_write
 from app.jobs.worker import Worker
 from app.webhooks.outbox import emit
+from app.wiring import services
 
 from .conftest import OPERATOR_TOKEN
 from .connectors_support import running_data_api
@@ -135,7 +136,7 @@ def seed(app, client, data_api) -> Seed:  # type: ignore[no-untyped-def]
         "properties": {"api_url": data_api.base_url, "api_token": DATA_TOKEN}})
     assert created.status_code == 201, created.get_json()
     source_id = created.get_json()["id"]
-    worker, deadline = Worker(app, poll_interval=0.05), time.monotonic() + 20
+    worker, deadline = Worker(app, services(app).jobs, poll_interval=0.05), time.monotonic() + 20
     while worker.run_once():
         assert time.monotonic() < deadline, "discovery did not finish"
     streams = client.get(f"/v4/sources/{source_id}/streams", headers=headers).get_json()

@@ -33,6 +33,7 @@ from app.auth import account_only, operator_only
 from app.db import begin_write
 from app.jobs.worker import Worker
 from app.webhooks.outbox import emit
+from app.wiring import services
 
 from .conftest import OPERATOR_TOKEN
 from .connectors_support import running_data_api
@@ -211,7 +212,7 @@ def discovered_source(connect_app, client, account, data_api) -> tuple[int, dict
         "properties": {"api_url": data_api.base_url, "api_token": DATA_TOKEN}})
     assert created.status_code == 201, created.get_json()
     source_id = created.get_json()["id"]
-    worker, deadline = Worker(connect_app, poll_interval=0.05), time.monotonic() + 20
+    worker, deadline = Worker(connect_app, services(connect_app).jobs, poll_interval=0.05), time.monotonic() + 20
     while worker.run_once():
         assert time.monotonic() < deadline, "discovery did not finish"
     streams = client.get(f"/v4/sources/{source_id}/streams", headers=account.headers).get_json()

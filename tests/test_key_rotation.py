@@ -23,6 +23,7 @@ from app.crypto import KeyringError, generate_key_spec
 from app.jobs.worker import Worker
 from app.oauth.handshake import CALLBACK_PATH
 from app.secrets_store import sealed_models
+from app.wiring import services
 
 from .conftest import TEST_KEYS
 from .connectors_support import (  # noqa: F401  (fixtures)
@@ -51,7 +52,7 @@ def key_ids_in_use(app) -> dict[str, set[str]]:
 def check_passes(app, client, account, source_id: int) -> dict:
     queued = client.post(f"/v4/sources/{source_id}/discover", headers=account.headers)
     assert queued.status_code in (200, 202), queued.get_json()
-    worker = Worker(app, poll_interval=0.05)
+    worker = Worker(app, services(app).jobs, poll_interval=0.05)
     while worker.run_once():
         pass
     check = client.get(f"/v4/sources/{source_id}/last-connection-check", headers=account.headers).get_json()

@@ -32,7 +32,7 @@ from app.oauth.apps import OAuthAppsFileError
 from app.oauth.handshake import CALLBACK_PATH
 from app.oauth.models import OAuthApp, OAuthSecret, OAuthState
 from app.secrets_store import sealed_models
-from app.sources.service import decrypted_properties
+from app.sources.credentials import decrypted_properties
 
 from .conftest import base_config
 from .servers import OAuthProvider, ServerThread, create_oauth_provider, get_provider, serve

@@ -50,6 +50,7 @@ from app.crypto import Sealed, get_keyring
 from app.jobs.models import Job
 from app.jobs.worker import Worker
 from app.oauth.handshake import CALLBACK_PATH
+from app.wiring import services
 
 from .conftest import SCAN, base_config, report_figure
 from .connectors_support import (  # noqa: F401  (fixtures)
@@ -302,7 +303,7 @@ def run_callback_case(connect, account, operator, servers: Servers, fault: Fault
 
 def run_job_case(connect, account, servers: Servers, fault: Fault) -> tuple[Stored, int]:
     app = connect.application
-    worker = Worker(app, poll_interval=0.05)
+    worker = Worker(app, services(app).jobs, poll_interval=0.05)
     source_id = create_source(connect, account, REFRESH_TYPE, servers.oauth_properties(POST_CLIENT))
     if fault.path != "refresh":  # a cached access token, so only the data API misbehaves
         assert call_api(app, source_id).status_code == 200
@@ -379,7 +380,7 @@ def test_a_source_broken_by_a_lost_rotation_works_again_after_a_reconnect(connec
     saved = connect.put(f"/v4/sources/{source_id}", headers=account.headers,
                         json={"properties": {"refresh_token": fresh}})
     assert saved.status_code == 200, saved.get_json()
-    assert Worker(connect.application, poll_interval=0.05).run_once()
+    assert Worker(connect.application, services(connect.application).jobs, poll_interval=0.05).run_once()
     body, check = source_view(connect, account, source_id)
     assert (check["status"], body["setup_state"]) == ("succeeded", "connected")
     assert lost_tokens(before, stored_tokens(connect.application, source_id), servers) == []

@@ -17,6 +17,7 @@ from app.config import DEFAULT_REPORT_CARDS
 from app.discovery.models import ConnectionCheck
 from app.jobs.models import Job
 from app.jobs.worker import Worker
+from app.wiring import services
 
 from .conftest import TESTS
 from .servers import create_data_api, get_data_api, serve
@@ -62,7 +63,7 @@ def create(client, account, data_api, source_type=REMOVABLE, display_name="Remov
 
 
 def run_jobs(app) -> None:
-    worker = Worker(app, poll_interval=0.05)
+    worker = Worker(app, services(app).jobs, poll_interval=0.05)
     for _ in range(20):
         if not worker.run_once():
             return

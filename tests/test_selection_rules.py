@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from app.catalog.sections import parse_stream
+from app.connectors.http_connector import discovered_metadata
 from app.discovery.catalog import (
     breadcrumb_key,
     carry_selections,
-    discovered_metadata,
     effective_selected,
     merged_metadata,
     selection_problems,
     stream_selected,
 )
 
-SPEC = {
+SPEC = parse_stream({
     "tap_stream_id": "contacts", "key_properties": ["id"], "valid_replication_keys": ["updated_at"],
     "schema": {"type": "object", "properties": {"id": {"type": "string"}, "updated_at": {"type": "string"},
                                                 "email": {"type": "string"}}},
-}
+})
 
 
 def by_breadcrumb(entries):
@@ -73,7 +74,7 @@ def test_selection_problems_are_all_reported():
         {"breadcrumb": ["properties", "nope"], "metadata": {"selected": True}},
         {"breadcrumb": [], "metadata": {"replication-key": "email", "inclusion": "automatic"}},
     ])
-    reasons = " | ".join(p["reason"] for p in problems)
+    reasons = " | ".join(p.reason for p in problems)
     assert "unknown breadcrumb" in reasons
     assert "'email' is not one of the valid replication keys" in reasons
     assert "'inclusion' cannot be written" in reasons
@@ -82,14 +83,14 @@ def test_selection_problems_are_all_reported():
 def test_unsupported_cannot_be_selected():
     discovered = discovered_metadata(SPEC, supported=False)
     _, problems = selection_problems("contacts", discovered, {}, [{"breadcrumb": [], "metadata": {"selected": True}}])
-    assert problems[0]["reason"] == "unsupported: it cannot be selected"
+    assert problems[0].reason == "unsupported: it cannot be selected"
 
 
 def test_incremental_needs_a_replication_key():
     discovered = discovered_metadata(SPEC, supported=True)
     _, problems = selection_problems("contacts", discovered, {}, [
         {"breadcrumb": [], "metadata": {"selected": True, "replication-method": "INCREMENTAL"}}])
-    assert "needs a replication-key" in problems[0]["reason"]
+    assert "needs a replication-key" in problems[0].reason
 
 
 def test_rediscovery_keeps_selections_that_still_exist():

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from app.catalog.singer_section import parse_spec
 from app.connectors.base import ConnectorFailure, DiscoveredStream
-from app.connectors.singer.catalog import StoredStream, selected_catalog
 from app.connectors.singer.connector import SingerConnector
 from app.connectors.singer.environments import TapEnvironments
 from app.connectors.singer.runner import RunLimits, TapMissing, run_tap
-from app.connectors.singer.spec import parse_spec
+from app.discovery.handoff import StoredStream, selected_catalog
 from app.redaction import MASK
 
 from .servers.planted import new_secret

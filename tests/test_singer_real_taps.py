@@ -25,12 +25,12 @@ from app import create_app
 from app.catalog import get_catalog
 from app.cli import connect_cli
 from app.connectors.base import ConnectorFailure, DiscoveredStream
-from app.connectors.singer.catalog import StoredStream, selected_catalog
 from app.connectors.singer.config import tap_config
 from app.connectors.singer.connector import SingerConnector, spec_for
 from app.connectors.singer.runner import RunLimits, run_tap
 from app.db import get_db
 from app.discovery.catalog import breadcrumb_key
+from app.discovery.handoff import StoredStream, selected_catalog
 
 from .conftest import DEFAULT_REPORT_CARDS, base_config
 from .connectors_support import running_data_api

@@ -10,16 +10,11 @@ import pytest
 
 from app.catalog.cards import freeze
 from app.catalog.loader import check_paths
-from app.connectors.singer.catalog import (
-    CatalogInvalid,
-    StoredStream,
-    catalog_document,
-    parse_catalog,
-    selected_catalog,
-)
+from app.catalog.singer_section import SpecError, parse_spec, problems
+from app.connectors.singer.catalog import CatalogInvalid, catalog_document, parse_catalog
 from app.connectors.singer.config import ConfigConversionError, config_changes, tap_config
 from app.connectors.singer.connector import host_of
-from app.connectors.singer.spec import SpecError, parse_spec, problems
+from app.discovery.handoff import StoredStream, selected_catalog
 
 from .singer_support import singer_document
 

@@ -317,7 +317,7 @@ def test_rotate_keys_re_encrypts_every_secret(make_app, migrated_database, accou
     with only_new.app_context():
         from app.crypto import get_keyring
         from app.models import Source
-        from app.sources.service import decrypted_properties
+        from app.sources.credentials import decrypted_properties
 
         session = db.session()
         source = session.get(Source, source_id)

@@ -72,7 +72,7 @@ def test_name_problems():
 
 
 def problems_by_property(card, incoming, current=None):
-    return {p["property"]: p["reason"] for p in check_properties(card, incoming, current or {})}
+    return {p.property: p.reason for p in check_properties(card, incoming, current or {})}
 
 
 def test_every_broken_rule_is_reported_at_once(ga):

@@ -16,7 +16,7 @@ from app.catalog.formats import checked_formats
 from app.config import DEFAULT_REPORT_CARDS
 from app.crypto import get_keyring
 from app.models import Source
-from app.sources.service import decrypted_properties
+from app.sources.credentials import decrypted_properties
 
 from . import test_oauth as oauth
 from .conftest import TESTS

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import update
 
 from app import db
+from app.catalog.sections import AuthSection, parse_auth
 from app.connectors.errors import AuthConfigurationError, CredentialsRejected, TokenUnavailable
 from app.connectors.models import ACCESS_TOKEN, SourceToken
 from app.connectors.tokens import (
@@ -564,9 +565,12 @@ def test_a_token_moved_to_another_row_does_not_open(client, app, account, server
 
 
 def test_refresh_token_property_comes_from_the_template_or_the_card():
-    assert refresh_token_property({"refresh_token": "{{ properties.rt }}"}) == "rt"
-    assert refresh_token_property({"refresh_token": "{{properties.rt}}", "refresh_token_property": "x"}) == "x"
-    assert refresh_token_property({"refresh_token": "{{ properties.a }}{{ properties.b }}"}) is None
+    def auth(**keys: str) -> AuthSection:
+        return parse_auth({"type": "oauth2", **keys})
+
+    assert refresh_token_property(auth(refresh_token="{{ properties.rt }}")) == "rt"
+    assert refresh_token_property(auth(refresh_token="{{properties.rt}}", refresh_token_property="x")) == "x"
+    assert refresh_token_property(auth(refresh_token="{{ properties.a }}{{ properties.b }}")) is None
 
 
 # --- secrets never reach a log line -------------------------------------------------------------

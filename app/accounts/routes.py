@@ -1,7 +1,10 @@
 """Accounts (operator token) and account tokens (operator, or the account itself)."""
 
+from typing import Any
+
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import Schema
 
 from .. import db
 from ..auth import current_principal, operator_only
@@ -19,7 +22,7 @@ from .schemas import (
 )
 
 
-def vars_of(row: object, schema: type) -> dict:
+def vars_of(row: object, schema: type[Schema]) -> dict[str, Any]:
     """The row's attributes that the schema shows, for adding a one-time ``token`` beside them."""
     return {name: getattr(row, name) for name in schema._declared_fields}
 

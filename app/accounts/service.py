@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from ..auth import Principal, forget_token, new_token
 from ..db import begin_write
-from ..errors import Conflict, Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound, Problem
 from ..models import Account, AccountToken, utcnow
 from ..oauth.redirect_urls import redirect_url_problem
 
@@ -67,12 +67,11 @@ def update_account(session: Session, principal: Principal, account_id: int,
                    redirect_url_allowlist: list[str] | None) -> Account:
     """Set the redirect_url allow-list; each entry must itself be an acceptable redirect_url, since
     the allow-list only narrows what initiate accepts. An empty list clears it."""
-    problems = [{"field": f"redirect_url_allowlist.{index}", "reason": problem}
+    problems = [Problem(f"redirect_url_allowlist.{index}", problem)
                 for index, url in enumerate(redirect_url_allowlist or [])
                 if (problem := redirect_url_problem(url))]
     if problems:
-        raise Invalid("; ".join(f"{p['field']}: {p['reason']}" for p in problems),
-                      type="invalid_redirect_url", details=problems)
+        raise Invalid.from_problems(problems, type="invalid_redirect_url")
     with begin_write(session):
         account = visible_account(session, principal, account_id)
         account.redirect_url_allowlist = list(dict.fromkeys(redirect_url_allowlist)) \

@@ -22,7 +22,8 @@ def init_app(app: Flask) -> Catalog:
 
 
 def get_catalog() -> Catalog:
-    return current_app.extensions[EXTENSION_KEY]
+    catalog: Catalog = current_app.extensions[EXTENSION_KEY]
+    return catalog
 
 
 __all__ = ["Catalog", "CatalogError", "ReportCard", "get_catalog", "init_app", "load_catalog"]

@@ -1,8 +1,10 @@
 """The loaded, immutable form of a report card file.
 
 A :class:`ReportCard` holds the public report card (with each property's validator compiled once)
-and the private sections (``system_values``, ``oauth``, ``auth``, ``api``) frozen read-only. The
-type-level card served by ``GET /v4/source-types/{type}`` never changes, so it is serialised once.
+and the private sections: ``oauth``, ``auth`` and ``api`` parsed into the frozen dataclasses of
+app/catalog/sections.py (a key a section does not have is a load error), ``system_values``,
+``form_layout``, ``database`` and ``singer`` frozen read-only. The type-level card served by
+``GET /v4/source-types/{type}`` never changes, so it is serialised once (app/sources/presenter.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from jsonschema import Draft7Validator
 
 from .formats import format_checker
+from .frozen import freeze, thaw
+from .sections import NO_AUTH, ApiSection, AuthSection, OAuthSection, parse_api, parse_auth, parse_oauth
 
 STEP_TYPES = ("form", "oauth", "discover_schema", "field_selection", "fully_configured")
 CREDENTIAL_STEP_TYPES = ("form", "oauth")
@@ -34,24 +38,6 @@ PROPERTY_ATTRIBUTES = (
 _FORMAT_CHECKER = format_checker()
 
 
-def freeze(value: Any) -> Any:
-    """A read-only deep copy: dicts become mapping proxies, lists tuples."""
-    if isinstance(value, dict):
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(freeze(v) for v in value)
-    return value
-
-
-def thaw(value: Any) -> Any:
-    """A plain, mutable (and JSON-serialisable) copy of a frozen value."""
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [thaw(v) for v in value]
-    return value
-
-
 @dataclass(frozen=True)
 class PropertySpec:
     name: str
@@ -67,6 +53,11 @@ class PropertySpec:
     @property
     def is_read_only(self) -> bool:
         return self.property_type == "read_only"
+
+    @property
+    def is_immutable(self) -> bool:
+        """Set once: the value a source has cannot change (app/sources/rules.py:changes_immutable)."""
+        return self.property_type == "user_provided_immutable"
 
     def public(self) -> dict[str, Any]:
         """The property as a report card shows it. A read-only property's schema is served too
@@ -98,7 +89,7 @@ class ReportCard:
 
     __slots__ = (
         "type", "display_name", "details", "upgrade_available", "steps", "properties", "system_values", "oauth",
-        "auth", "api", "connector", "database", "singer", "path", "blank_json", "summary", "_public_steps",
+        "auth", "api", "connector", "database", "singer", "path", "summary", "_public_steps",
         "oauth_fills", "oauth_remaining", "form_layout",
     )
 
@@ -117,10 +108,12 @@ class ReportCard:
             {p.name: p for s in self.steps for p in s.properties}
         )
         self.system_values = freeze(document.get("system_values") or {})
-        self.oauth = freeze(document.get("oauth"))
+        oauth, auth, api = document.get("oauth"), document.get("auth"), document.get("api")
+        self.oauth: OAuthSection | None = parse_oauth(oauth) if oauth is not None else None
         self.form_layout = freeze(document.get("form_layout"))
-        self.auth = freeze(document.get("auth"))
-        self.api = freeze(document.get("api"))
+        # No auth section: requests go out without credentials (the same as ``type: none``).
+        self.auth: AuthSection = parse_auth(auth) if auth is not None else NO_AUTH
+        self.api: ApiSection | None = parse_api(api) if api is not None else None
         self.database = freeze(document.get("database"))
         self.singer = freeze(document.get("singer"))
         self.connector: str | None = connector_kind(document)
@@ -128,21 +121,6 @@ class ReportCard:
         self._public_steps = tuple(
             (s.type, tuple(p.public() for p in s.properties)) for s in self.steps
         )
-        from ..sources.steps import SourceFacts, derive_step
-
-        position = derive_step(self, SourceFacts())
-        self.blank_json: bytes = json.dumps(
-            {
-                "type": self.type,
-                "current_step": position.number,
-                "current_step_type": position.type,
-                "steps": self.public_steps(),
-                "details": thaw(self.details),
-                "upgrade_available": thaw(self.upgrade_available),
-                **self._handshake_summary(),
-            },
-            separators=(",", ":"),
-        ).encode()
         self.summary: dict[str, Any] = {
             "type": self.type,
             "display_name": self.display_name,
@@ -152,7 +130,7 @@ class ReportCard:
             "managed_oauth": self.oauth is not None,
         }
 
-    def _handshake_summary(self) -> dict[str, Any]:
+    def handshake_summary(self) -> dict[str, Any]:
         """What the type-level card says about its managed handshake (nothing without one)."""
         if self.oauth is None:
             return {}
@@ -201,7 +179,7 @@ def connector_kind(document: Mapping[str, Any]) -> str | None:
     return "http" if document.get("auth") is not None or document.get("api") is not None else None
 
 
-def handshake_coverage(oauth: Mapping[str, Any] | None, oauth_step: Step | None
+def handshake_coverage(oauth: OAuthSection | None, oauth_step: Step | None
                        ) -> tuple[frozenset[str], tuple[str, ...]]:
     """(properties a finished managed handshake provides, required ``oauth``-step properties it
     does not: what the user or integrator still has to give, such as Google Analytics' view_id).
@@ -212,9 +190,8 @@ def handshake_coverage(oauth: Mapping[str, Any] | None, oauth_step: Step | None
     inputs it was started with (``input_properties``)."""
     if oauth is None or oauth_step is None:
         return frozenset(), ()
-    fills = {*(oauth.get("client_properties") or {}).values(), *(oauth.get("token_properties") or {}).values(),
-             *(oauth.get("callback_properties") or {}).values(),
-             *(oauth.get("handshake_properties") or {}).values(), *(oauth.get("input_properties") or ())}
+    fills = {*oauth.client_properties.names, *oauth.token_properties.values(), *oauth.callback_properties.values(),
+             *oauth.handshake_properties.names, *oauth.input_properties}
     remaining = tuple(p.name for p in oauth_step.required if p.name not in fills)
     return frozenset(fills), remaining
 

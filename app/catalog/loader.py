@@ -24,9 +24,10 @@ from jsonschema.exceptions import SchemaError
 from ..templating import TemplateProblem, render
 from .access import AccessPolicy
 from .cards import STEP_TYPES, ReportCard, validation_key
+from .sections import SectionProblem
 
 SCHEMA_PATH = Path(__file__).with_name("report_card.schema.json")
-# What a system_values template may use (app/sources/service.py renders it with real values).
+# What a system_values template may use (app/sources/writes.py renders it with real values).
 SYSTEM_VALUES_CONTEXT = {"account": {"id": 1}, "source": {"id": 1, "name": "example"}}
 
 
@@ -157,7 +158,7 @@ def check_document(document: Any, file: str) -> list[CatalogProblem]:
             problems.append(CatalogProblem(file, f"$.system_values.{name}", f"template: {error}"))
     problems += _form_layout_problems(document.get("form_layout"), seen_names, file)
     if document.get("singer") is not None:
-        from ..connectors.singer.spec import problems as singer_problems
+        from .singer_section import problems as singer_problems
 
         problems += [CatalogProblem(file, path, reason)
                      for path, reason in singer_problems(document["singer"], set(seen_names))]
@@ -234,8 +235,13 @@ def check_paths(paths: Iterable[Path]) -> tuple[dict[str, ReportCard], list[Cata
                     str(file), "$.type",
                     f"type {source_type!r} is also defined in {in_this_location[source_type]}"))
                 continue
+            try:
+                card = ReportCard(document, str(file))
+            except SectionProblem as problem:  # a key the oauth, auth or api section does not have
+                problems.append(CatalogProblem(str(file), problem.json_path, problem.reason))
+                continue
             in_this_location[source_type] = str(file)
-            cards[source_type] = ReportCard(document, str(file))
+            cards[source_type] = card
     return cards, problems
 
 

@@ -72,8 +72,8 @@ def _primary_type(schema: Mapping[str, Any]) -> str | None:
     if isinstance(declared, list | tuple):
         return next((t for t in declared if t != "null"), None)
     for branch in schema.get("anyOf") or schema.get("oneOf") or ():
-        if isinstance(branch, Mapping) and isinstance(branch.get("type"), str):
-            return branch["type"]
+        if isinstance(branch, Mapping) and isinstance(kind := branch.get("type"), str):
+            return kind
     return None
 
 
@@ -143,7 +143,7 @@ def form_field(spec: PropertySpec, layout: Mapping[str, Any] | None = None,
     hint = description or (f"Expected: {words}" if words else None)
     if widget == "json" and not description:
         hint = f"JSON ({kind})"
-    title = schema.get("title") if isinstance(schema.get("title"), str) else label_of(spec.name)
+    title = given if isinstance(given := schema.get("title"), str) else label_of(spec.name)
     group = str(layout.get("group") or _default_group(spec))
     return FormField(
         name=spec.name, label=title, widget=widget, required=spec.is_required,
@@ -179,7 +179,8 @@ def form_fields(card: ReportCard) -> list[FormField]:
 def form_groups(card: ReportCard, fields: list[FormField]) -> list[FormGroup]:
     """The fields in their groups, in the layout's group order; empty groups left out."""
     groups = card.form_layout["groups"] if card.form_layout else DEFAULT_GROUPS
-    return [FormGroup(g["id"], g["title"], bool(g.get("folded")), tuple(f for f in fields if f.group == g["id"]))
+    return [FormGroup(str(g["id"]), str(g["title"]), bool(g.get("folded")),
+                      tuple(f for f in fields if f.group == g["id"]))
             for g in groups if any(f.group == g["id"] for f in fields)]
 
 

@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint as PageBlueprint
-from flask import Response, current_app, jsonify, make_response, redirect, render_template, request, url_for
+from flask import current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from werkzeug.wrappers import Response  # what redirect() returns; Flask's responses are ones too
 
 from .. import db, redaction
 from ..auth import account_only, current_account_id
@@ -24,6 +25,7 @@ from ..crypto import get_keyring
 from ..errors import ApiError, error_response
 from ..schemas import ApiErrorSchema
 from ..security_headers import shows_secret_once
+from ..wiring import services
 from . import service
 from .forms import availability, docs_url, form_groups, shown_value
 from .models import CANCELLED, COMPLETED, ConnectSession
@@ -161,7 +163,7 @@ def save_form(token: str) -> Response | tuple[str, int]:
     row = _open(token)
     posted = request.form.to_dict()
     try:
-        service.save_form(db.session(), get_catalog(), get_keyring(), row, posted)
+        service.save_form(db.session(), get_catalog(), get_keyring(), services().source_hooks, row, posted)
     except service.FormProblems as problems:
         # Credentials are never echoed back into the page.
         kept = {k: v for k, v in posted.items() if not _is_credential(row, k)}
@@ -180,7 +182,8 @@ def start_oauth(token: str) -> Response | tuple[str, int]:
     row = _open(token)
     public_url = current_app.config["PUBLIC_URL"]
     try:
-        consent_url = service.start_oauth(db.session(), get_catalog(), get_keyring(), row, public_url)
+        consent_url = service.start_oauth(db.session(), get_catalog(), get_keyring(), services().source_hooks,
+                                          row, public_url)
     except ApiError as error:
         return _render(token, row, error.status, general=[error.message])
     response = redirect(consent_url, 303)
@@ -194,7 +197,7 @@ def start_oauth(token: str) -> Response | tuple[str, int]:
 
 @page.get("/connect/oauth-return/<int:session_id>")
 def oauth_return(session_id: int) -> Response:
-    token = request.cookies.get(RETURN_COOKIE)
+    token = request.cookies.get(RETURN_COOKIE) or ""  # none: refused as a missing cookie
     redaction.remember(token)
     service.session_for_oauth_return(db.session(), session_id, token)
     error = request.args.get("error")

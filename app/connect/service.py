@@ -13,27 +13,28 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from flask import Flask
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ..auth import hash_token
 from ..catalog import Catalog
 from ..catalog.access import access_denied
 from ..catalog.cards import ReportCard
-from ..connectors.registry import get_connectors
 from ..crypto import Keyring
-from ..db import begin_write
+from ..db import affected_rows, begin_write, get_db
 from ..discovery import service as discovery
 from ..discovery.catalog import merged_metadata
 from ..discovery.models import ConnectionCheck, Stream
-from ..errors import ApiError, Conflict, Gone, Invalid, NotFound
+from ..errors import ApiError, Conflict, Gone, Invalid, NotFound, Problem
 from ..models import Account, Source, utcnow
 from ..oauth import handshake
 from ..oauth.redirect_urls import allowlist_problem, redirect_url_problem, with_query
-from ..sources import service as sources
+from ..sources import writes
 from ..sources.availability import type_unavailable
 from ..sources.facts import facts_for
 from ..sources.presenter import setup_state
+from ..sources.queries import SourceView, read_source
 from ..sources.steps import derive_step
 from .forms import FormField, form_fields, property_values
 from .models import CANCELLED, COMPLETED, CONNECT_MODE, RECONNECT_MODE, ConnectSession
@@ -71,7 +72,7 @@ class NewSession:
 
 
 def _invalid(field_name: str, reason: str, type_: str = "invalid_body") -> Invalid:
-    return Invalid(f"{field_name}: {reason}", type=type_, details=[{"field": field_name, "reason": reason}])
+    return Invalid.from_problems([Problem(field_name, reason)], type=type_)
 
 
 def _types_asked(catalog: Catalog, body: dict[str, Any]) -> list[str] | None:
@@ -85,17 +86,38 @@ def _types_asked(catalog: Catalog, body: dict[str, Any]) -> list[str] | None:
         names = [f"allowed_types[{i}]" for i in range(len(asked))]
     else:
         return None
-    unknown = [{"field": name, "reason": f"unknown source type {value!r}"}
+    unknown = [Problem(name, f"unknown source type {value!r}")
                for name, value in zip(names, asked, strict=True) if catalog.get(value) is None]
     if unknown:
-        raise Invalid("; ".join(f"{d['field']}: {d['reason']}" for d in unknown), type="invalid_type",
-                      details=unknown)
+        raise Invalid.from_problems(unknown, type="invalid_type")
     for name, value in zip(names, asked, strict=True):
-        denied = access_denied(catalog.get(value), catalog.access)
+        card = catalog.get(value)
+        denied = access_denied(card, catalog.access) if card is not None else None
         if denied is not None:  # the page could never create it: say so to the integrator now
             denied.details = [{**detail, "field": name} for detail in denied.details]
             raise denied
     return asked
+
+
+def _types_and_mode(session: Session, catalog: Catalog, account_id: int, source_id: int | None,
+                    asked: list[str] | None) -> tuple[list[str], str]:
+    """The types a session allows and its mode: those asked for a new source, else the type of
+    ``source_id`` (which must be one of them, if any were asked), reconnecting a broken one."""
+    if source_id is None:
+        if asked is None:
+            raise _invalid("source_type", "give source_type, allowed_types or source_id")
+        return asked, CONNECT_MODE
+    source = session.scalars(select(Source).where(
+        Source.id == source_id, Source.account_id == account_id, Source.deleted_at.is_(None))).one_or_none()
+    if source is None:
+        raise NotFound(f"source {source_id} not found",
+                       details=[Problem("source_id", "no such source in this account").detail()])
+    if source.type not in catalog:
+        raise type_unavailable(source.type)
+    if asked is not None and source.type not in asked:
+        raise _invalid("source_id", f"source {source_id} is of type {source.type!r}, which the "
+                       "session does not allow", "invalid_type")
+    return [source.type], RECONNECT_MODE if source.broken_at is not None else CONNECT_MODE
 
 
 def create_session(session: Session, catalog: Catalog, account_id: int, body: dict[str, Any],
@@ -118,29 +140,22 @@ def create_session(session: Session, catalog: Catalog, account_id: int, body: di
         problem = allowlist_problem(redirect_url, account.redirect_url_allowlist)
         if problem:
             raise _invalid("redirect_url", problem, "invalid_redirect_url")
-        mode = CONNECT_MODE
-        if source_id is not None:
-            source = session.scalars(select(Source).where(
-                Source.id == source_id, Source.account_id == account_id, Source.deleted_at.is_(None))
-            ).one_or_none()
-            if source is None:
-                raise NotFound(f"source {source_id} not found",
-                               details=[{"field": "source_id", "reason": "no such source in this account"}])
-            if source.type not in catalog:
-                raise type_unavailable(source.type)
-            if asked is not None and source.type not in asked:
-                raise _invalid("source_id", f"source {source_id} is of type {source.type!r}, which the "
-                               "session does not allow", "invalid_type")
-            asked = [source.type]
-            mode = RECONNECT_MODE if source.broken_at is not None else CONNECT_MODE
+        asked, mode = _types_and_mode(session, catalog, account_id, source_id, asked)
         display = {k: v for k, v in (body.get("display") or {}).items() if v is not None}
         row = ConnectSession(
             token_hash=hash_token(token), account_id=account_id, allowed_types=asked,
             source_type=asked[0] if len(asked) == 1 else None, source_id=source_id, mode=mode,
             redirect_url=redirect_url, display=display, created_at=now, expires_at=now + SESSION_LIFETIME)
         session.add(row)
-        session.execute(ConnectSession.__table__.delete().where(ConnectSession.expires_at < now - RETENTION))
     return NewSession(token, page_url(public_url, token), row)
+
+
+def purge_expired_sessions(app: Flask) -> dict[str, Any]:
+    """Delete sessions that expired more than :data:`RETENTION` ago (a periodic job)."""
+    with get_db(app).Session() as session, begin_write(session):
+        deleted = affected_rows(session.execute(delete(ConnectSession).where(
+            ConnectSession.expires_at < utcnow() - RETENTION)))
+    return {"connect_sessions": deleted}
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -199,7 +214,8 @@ def bound_source(session: Session, row: ConnectSession) -> Source | None:
 
 def page_state(session: Session, catalog: Catalog, row: ConnectSession) -> PageState:
     source = bound_source(session, row)
-    card = catalog.get(source.type if source else row.source_type) if (source or row.source_type) else None
+    source_type = source.type if source is not None else row.source_type
+    card = catalog.get(source_type) if source_type is not None else None
     if card is None:
         return PageState(row, None)
     state = PageState(row, card, source, fields=form_fields(card))
@@ -207,7 +223,7 @@ def page_state(session: Session, catalog: Catalog, row: ConnectSession) -> PageS
         state.step = card.steps[0].type
         return state
     with session.begin():
-        facts = facts_for(session, [source])[source.id]
+        facts = facts_for(session, [source], catalog)[source.id]
         state.check = session.scalars(select(ConnectionCheck).where(ConnectionCheck.source_id == source.id)
                                       .order_by(ConnectionCheck.id.desc()).limit(1)).first()
         streams = list(session.scalars(select(Stream).where(Stream.source_id == source.id).order_by(Stream.id)))
@@ -252,8 +268,8 @@ def choose_type(session: Session, catalog: Catalog, row: ConnectSession, source_
     row.source_type = source_type
 
 
-def _source_of(session: Session, catalog: Catalog, keyring: Keyring, row: ConnectSession,
-               properties: dict[str, Any]) -> Source:
+def _source_of(session: Session, catalog: Catalog, keyring: Keyring, hooks: writes.SourceHooks,
+               row: ConnectSession, properties: dict[str, Any]) -> SourceView:
     """The session's source: created with ``properties`` on first use, else updated with them.
 
     Two tabs may create at once; the first to bind wins and the other's source is deleted again,
@@ -261,39 +277,43 @@ def _source_of(session: Session, catalog: Catalog, keyring: Keyring, row: Connec
     """
     if row.source_id is not None:
         if properties:
-            return sources.update_source(session, catalog, keyring, row.account_id, row.source_id,
-                                         sources.SourceChange(properties=properties),
-                                         destinations=get_connectors().destination_problems)
-        return sources.get_source(session, row.account_id, row.source_id)
-    if row.source_type is None:
+            return writes.update_source(session, catalog, keyring, hooks, row.account_id, row.source_id,
+                                        writes.SourceChange(properties=properties))
+        return read_source(session, row.account_id, row.source_id)
+    card = catalog.get(row.source_type) if row.source_type is not None else None
+    if card is None:
         raise _invalid("source_type", "choose a source type first", "invalid_type")
-    card = catalog.get(row.source_type)
-    created = None
-    for attempt in range(5):
-        display_name = card.display_name if attempt == 0 else f"{card.display_name} {secrets.token_hex(2)}"
-        try:
-            created, _ = sources.create_source(
-                session, catalog, keyring, row.account_id, card.type,
-                sources.SourceChange(display_name=display_name, properties=properties),
-                {"connect_session": row.id, "properties": sorted(properties)},
-                destinations=get_connectors().destination_problems)
-            break
-        except Conflict as clash:  # the card's display name is taken in this account: add a suffix
-            if clash.type != "invalid_name" or attempt == 4:
-                raise
-    assert created is not None
+    created = _create_source(session, catalog, keyring, hooks, row, card, properties)
     with begin_write(session):
-        bound = session.execute(update(ConnectSession).where(
+        bound = affected_rows(session.execute(update(ConnectSession).where(
             ConnectSession.id == row.id, ConnectSession.source_id.is_(None))
-            .values(source_id=created.id, source_type=card.type)).rowcount
-        winner = row.source_id if bound else session.scalar(
+            .values(source_id=created.id, source_type=card.type)))
+        winner = None if bound else session.scalar(
             select(ConnectSession.source_id).where(ConnectSession.id == row.id))
-    if not bound:
-        sources.delete_source(session, row.account_id, created.id)
+    if winner is not None:
+        writes.delete_source(session, row.account_id, created.id)
         row.source_id = winner
-        return sources.get_source(session, row.account_id, winner)
+        return read_source(session, row.account_id, winner)
     row.source_id = created.id
     return created
+
+
+def _create_source(session: Session, catalog: Catalog, keyring: Keyring, hooks: writes.SourceHooks,
+                   row: ConnectSession, card: ReportCard, properties: dict[str, Any]) -> SourceView:
+    """A new source of the card's type, named after the card (with a suffix while the name is taken)."""
+    attempts = 5
+    for attempt in range(1, attempts + 1):
+        display_name = card.display_name if attempt == 1 else f"{card.display_name} {secrets.token_hex(2)}"
+        try:
+            created, _ = writes.create_source(
+                session, catalog, keyring, hooks, row.account_id, card.type,
+                writes.SourceChange(display_name=display_name, properties=properties),
+                {"connect_session": row.id, "properties": sorted(properties)})
+            return created
+        except Conflict as clash:  # the card's display name is taken in this account: add a suffix
+            if clash.type != "invalid_name" or attempt == attempts:
+                raise
+    raise Conflict("no free name for the new source", type="invalid_name")
 
 
 class FormProblems(Exception):
@@ -305,8 +325,8 @@ class FormProblems(Exception):
         self.general = general or []
 
 
-def save_form(session: Session, catalog: Catalog, keyring: Keyring, row: ConnectSession,
-              posted: dict[str, str]) -> None:
+def save_form(session: Session, catalog: Catalog, keyring: Keyring, hooks: writes.SourceHooks,
+              row: ConnectSession, posted: dict[str, str]) -> None:
     state = page_state(session, catalog, row)
     if state.card is None:
         raise FormProblems({}, ["choose a source type first"])
@@ -314,18 +334,18 @@ def save_form(session: Session, catalog: Catalog, keyring: Keyring, row: Connect
     if errors:
         raise FormProblems(errors)
     try:
-        _source_of(session, catalog, keyring, row, values)
+        _source_of(session, catalog, keyring, hooks, row, values)
     except Invalid as error:
         by_field = {d["property"]: d["reason"] for d in error.details if "property" in d}
         general = [f"{d.get('field', '')}: {d['reason']}" for d in error.details if "property" not in d]
         raise FormProblems(by_field, general or ([] if by_field else [error.message])) from None
 
 
-def start_oauth(session: Session, catalog: Catalog, keyring: Keyring, row: ConnectSession,
-                public_url: str) -> str:
+def start_oauth(session: Session, catalog: Catalog, keyring: Keyring, hooks: writes.SourceHooks,
+                row: ConnectSession, public_url: str) -> str:
     """The consent URL for the session's source; the finished handshake updates the source in place
     (the reconnect flow of app/oauth), so no secret_id ever travels through the browser."""
-    source = _source_of(session, catalog, keyring, row, {})
+    source = _source_of(session, catalog, keyring, hooks, row, {})
     consent = handshake.initiate(session, catalog, keyring, row.account_id, source.type,
                                  oauth_return_url(public_url, row.id), source.id, {}, public_url,
                                  own_page=True)
@@ -344,6 +364,8 @@ def save_selection(session: Session, catalog: Catalog, row: ConnectSession, chos
     if not chosen_streams:
         raise FormProblems({}, ["choose at least one stream"])
     state = page_state(session, catalog, row)
+    if row.source_id is None:
+        raise FormProblems({}, ["fill in the form first"])
     writes = []
     for stream in state.streams:
         if not stream["supported"]:
@@ -378,9 +400,9 @@ def finish(session: Session, catalog: Catalog, row: ConnectSession, outcome: str
     if outcome == CANCELLED:
         params["error"] = "cancelled"
     with begin_write(session):
-        ended = session.execute(update(ConnectSession).where(
+        ended = affected_rows(session.execute(update(ConnectSession).where(
             ConnectSession.id == row.id, ConnectSession.finished_at.is_(None))
-            .values(finished_at=utcnow(), outcome=outcome)).rowcount
+            .values(finished_at=utcnow(), outcome=outcome)))
     if not ended:
         raise SessionGone("this connect session has ended: ask for a new link")
     return with_query(row.redirect_url, params)
@@ -391,7 +413,7 @@ def selection_key(tap_stream_id: str) -> str:
     return "fields:" + tap_stream_id
 
 
-def session_for_oauth_return(session: Session, session_id: int, token: str | None) -> ConnectSession:
+def session_for_oauth_return(session: Session, session_id: int, token: str) -> ConnectSession:
     """The session a browser comes back to from the provider: the token from the return cookie
     must be that session's, so a return URL alone (it sits in the handshake's state row) opens nothing."""
     if not token:

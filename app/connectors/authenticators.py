@@ -33,6 +33,8 @@ from requests.auth import AuthBase
 from requests.models import PreparedRequest
 
 from .. import redaction
+from ..catalog.frozen import thaw
+from ..catalog.sections import INJECT_INTO, AuthSection
 from .errors import AuthConfigurationError, TokenRequestError
 
 log = logging.getLogger("connect.authenticators")
@@ -41,7 +43,6 @@ log = logging.getLogger("connect.authenticators")
 # ``default_expires_in``). One hour is what most providers issue; if a token dies sooner the API
 # answers 401 and the request is retried once with a forced refresh (app/connectors/http.py).
 DEFAULT_EXPIRES_IN = 3600
-INJECT_INTO = ("header", "request_parameter", "body_data", "body_json")
 TOKEN_REQUEST_ENCODINGS = ("form", "json")
 # Error codes from a provider are kept (in events and the source's setup_error) only if they look
 # like codes; anything else becomes ``http_<status>``.
@@ -78,14 +79,12 @@ class Injection:
     prefix: str = ""
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], where: str) -> Injection:
-        inject_into = spec.get("inject_into", "header")
+    def of(cls, inject_into: str, field_name: str, prefix: str, where: str) -> Injection:
         if inject_into not in INJECT_INTO:
             raise AuthConfigurationError(f"{where}.inject_into must be one of {', '.join(INJECT_INTO)}")
-        field_name = spec.get("field_name")
-        if not isinstance(field_name, str) or not field_name:
+        if not field_name:
             raise AuthConfigurationError(f"{where}.field_name is required")
-        return cls(inject_into, field_name, spec.get("prefix") or "")
+        return cls(inject_into, field_name, prefix)
 
     def apply(self, request: PreparedRequest, value: str) -> None:
         credential = self.prefix + value
@@ -216,35 +215,34 @@ class TokenAuth(Authenticator):
         return self._renewed != self.used
 
 
-def static_authenticator(auth: Mapping[str, Any] | None, where: str = "auth") -> Authenticator:
-    """The authenticator of a rendered ``none``/``basic``/``bearer``/``api_key`` spec."""
-    kind = (auth or {}).get("type", "none")
-    if auth is None or kind == "none":
+def static_authenticator(auth: AuthSection | None, where: str = "auth") -> Authenticator:
+    """The authenticator of a rendered ``none``/``basic``/``bearer``/``api_key`` section."""
+    if auth is None or auth.type == "none":
         return NoAuth()
-    if kind == "basic":
-        return BasicAuth(_required(auth, "username", where), auth.get("password") or "")
-    if kind == "bearer":
-        return InjectedAuth(_required(auth, "token", where), BEARER)
-    if kind == "api_key":
-        return InjectedAuth(_required(auth, "token", where), Injection.from_spec(auth, where))
-    raise AuthConfigurationError(f"{where}.type {kind!r} is not a static authenticator")
+    if auth.type == "basic":
+        return BasicAuth(_required(auth.username, "username", where), auth.password)
+    if auth.type == "bearer":
+        return InjectedAuth(_required(auth.token, "token", where), BEARER)
+    if auth.type == "api_key":
+        return InjectedAuth(_required(auth.token, "token", where),
+                            Injection.of(auth.inject_into, auth.field_name, auth.prefix, where))
+    raise AuthConfigurationError(f"{where}.type {auth.type!r} is not a static authenticator")
 
 
-def token_injection(auth: Mapping[str, Any], where: str = "auth") -> Injection:
+def token_injection(auth: AuthSection, where: str = "auth") -> Injection:
     """Where a session token goes (``inject``); OAuth access tokens are always bearer."""
-    if auth.get("type") == "oauth2":
+    if auth.type == "oauth2":
         return BEARER
-    inject = auth.get("inject") or {}
-    if inject.get("as") == "bearer":
+    inject = auth.inject
+    if inject is not None and inject.as_ == "bearer":
         return BEARER
-    if inject.get("as") == "api_key":
-        return Injection.from_spec(inject, f"{where}.inject")
+    if inject is not None and inject.as_ == "api_key":
+        return Injection.of(inject.inject_into, inject.field_name, inject.prefix, f"{where}.inject")
     raise AuthConfigurationError(f"{where}.inject.as must be bearer or api_key")
 
 
-def _required(spec: Mapping[str, Any], key: str, where: str) -> str:
-    value = spec.get(key)
-    if not isinstance(value, str) or not value:
+def _required(value: str, key: str, where: str) -> str:
+    if not value:
         raise AuthConfigurationError(f"{where}.{key} is required (is the property it names provided?)")
     return value
 
@@ -348,30 +346,31 @@ class OAuth2Grant:
     request_encoding: str = "form"
 
     @classmethod
-    def from_spec(cls, auth: Mapping[str, Any], where: str = "auth") -> OAuth2Grant:
-        grant_type = auth.get("grant_type")
+    def from_spec(cls, auth: AuthSection, where: str = "auth") -> OAuth2Grant:
+        """The grant of a rendered ``oauth2`` auth section."""
+        grant_type = auth.grant_type
         if grant_type not in ("refresh_token", "client_credentials"):
             raise AuthConfigurationError(f"{where}.grant_type must be refresh_token or client_credentials")
-        request_encoding = auth.get("token_request_encoding") or "form"
+        request_encoding = auth.token_request_encoding or "form"
         if request_encoding not in TOKEN_REQUEST_ENCODINGS:
             raise AuthConfigurationError(f"{where}.token_request_encoding must be form or json")
         grant = cls(
             grant_type=grant_type,
-            token_url=_required(auth, "token_url", where),
-            client_id=_required(auth, "client_id", where),
-            client_secret=auth.get("client_secret") or "",
-            refresh_token=(_required(auth, "refresh_token", where)
+            token_url=_required(auth.token_url, "token_url", where),
+            client_id=_required(auth.client_id, "client_id", where),
+            client_secret=auth.client_secret,
+            refresh_token=(_required(auth.refresh_token, "refresh_token", where)
                            if grant_type == "refresh_token" else ""),
-            scopes=tuple(auth.get("scopes") or ()),
-            scope_separator=auth.get("scope_separator") or " ",
-            access_token_name=auth.get("access_token_name") or "access_token",
-            expires_in_name=auth.get("expires_in_name") or "expires_in",
-            expires_in_unit=auth.get("expires_in_unit") or "seconds",
-            expiry_date_format=auth.get("expiry_date_format") or None,
-            refresh_token_name=auth.get("refresh_token_name") or "refresh_token",
-            default_expires_in=int(auth.get("default_expires_in") or DEFAULT_EXPIRES_IN),
-            client_auth=auth.get("client_auth") or "client_secret_post",
-            token_params=tuple((auth.get("token_params") or {}).items()),
+            scopes=tuple(auth.scopes),
+            scope_separator=auth.scope_separator or " ",
+            access_token_name=auth.access_token_name or "access_token",
+            expires_in_name=auth.expires_in_name or "expires_in",
+            expires_in_unit=auth.expires_in_unit or "seconds",
+            expiry_date_format=auth.expiry_date_format or None,
+            refresh_token_name=auth.refresh_token_name or "refresh_token",
+            default_expires_in=auth.default_expires_in or DEFAULT_EXPIRES_IN,
+            client_auth=auth.client_auth or "client_secret_post",
+            token_params=tuple(auth.token_params.items()),
             request_encoding=request_encoding,
         )
         for secret in (grant.client_secret, grant.refresh_token):
@@ -493,36 +492,37 @@ class SessionLogin:
     auth: Authenticator = field(default_factory=NoAuth, repr=False)
 
     @classmethod
-    def from_spec(cls, auth: Mapping[str, Any], base_url: str | None = None,
+    def from_spec(cls, auth: AuthSection, base_url: str | None = None,
                   where: str = "auth") -> SessionLogin:
-        login = auth.get("login")
-        if not isinstance(login, Mapping):
+        """The login of a rendered ``session_token`` auth section."""
+        login = auth.login
+        if login is None:
             raise AuthConfigurationError(f"{where}.login is required")
-        url = login.get("url")
-        if not url and login.get("path") and base_url:
-            url = base_url.rstrip("/") + "/" + str(login["path"]).lstrip("/")
-        if not isinstance(url, str) or not url:
+        url = login.url
+        if not url and login.path and base_url:
+            url = base_url.rstrip("/") + "/" + login.path.lstrip("/")
+        if not url:
             raise AuthConfigurationError(f"{where}.login.url is required")
-        token_path = tuple(auth.get("token_path") or ())
+        token_path = tuple(auth.token_path)
         if not token_path:
             raise AuthConfigurationError(f"{where}.token_path is required")
-        expiration = auth.get("expiration")
-        json_body = login.get("json")
-        form_body = tuple((login.get("data") or {}).items())
+        expiration = auth.expiration
+        json_body = thaw(login.json) if login.has_json else None
+        form_body = tuple(login.data.items())
         for secret in _strings(json_body):
             redaction.remember(secret)
         for _, value in form_body:
             redaction.remember(value)
         return cls(
             url=url,
-            method=login.get("method") or "POST",
+            method=login.method or "POST",
             token_path=token_path,
             expiration=parse_duration(expiration) if expiration else None,
-            params=tuple((login.get("params") or {}).items()),
-            headers=tuple((login.get("headers") or {}).items()),
+            params=tuple(login.params.items()),
+            headers=tuple(login.headers.items()),
             json_body=json_body,
             form_body=form_body,
-            auth=static_authenticator(login.get("auth"), f"{where}.login.auth"),
+            auth=static_authenticator(login.auth, f"{where}.login.auth"),
         )
 
     def log_in(self, http: requests.Session, timeout: float, now: Callable[[], datetime]) -> IssuedToken:

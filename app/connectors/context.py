@@ -16,13 +16,14 @@ A property the source has not provided is, in ``properties``:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from ..catalog.cards import ReportCard, thaw
+from ..catalog.cards import ReportCard
 from ..crypto import Keyring
 from ..models import Source
-from ..sources.service import decrypted_properties
+from ..sources.credentials import decrypted_properties
 from ..templating import TemplateProblem, absent, render
 from .errors import AuthConfigurationError
 
@@ -43,13 +44,28 @@ def context_of(card: ReportCard, provided: Mapping[str, Any], account_id: int, s
     }
 
 
-def rendered(section: Any, context: Mapping[str, Any], where: str) -> Any:
-    """A plain copy of a (frozen) card section with every template rendered.
+Section = TypeVar("Section")
+
+
+def rendered(section: Section, context: Mapping[str, Any], where: str) -> Section:
+    """A copy of a card section (app/catalog/sections.py), or of a string of one, with every
+    template rendered: strings, the values of mappings and lists, and nested sections.
 
     A template naming a property the source lacks is an :class:`AuthConfigurationError`: sending
     an empty credential would only earn a confusing 401.
     """
     try:
-        return render(thaw(section), context)
+        return cast(Section, _rendered(section, context))
     except TemplateProblem as error:
         raise AuthConfigurationError(f"{where}: {error}") from None
+
+
+def _rendered(value: Any, context: Mapping[str, Any]) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{field.name: _rendered(getattr(value, field.name), context)
+                                             for field in dataclasses.fields(value)})
+    if isinstance(value, Mapping):
+        return {key: _rendered(item, context) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return tuple(_rendered(item, context) for item in value)
+    return render(value, context)

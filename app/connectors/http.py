@@ -15,6 +15,7 @@ or the body, so a redirect elsewhere is returned as it is instead of being follo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -23,6 +24,7 @@ from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..catalog.cards import ReportCard
+from ..catalog.sections import AuthSection, RequestSpec
 from ..crypto import Keyring
 from ..models import Source
 from .authenticators import Authenticator, TokenAuth, static_authenticator, token_injection
@@ -47,44 +49,43 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
-def build_authenticator(card: ReportCard, auth: Mapping[str, Any] | None, context: Mapping[str, Any],
+def build_authenticator(card: ReportCard, auth: AuthSection, context: Mapping[str, Any],
                         store: TokenStore | None) -> Authenticator:
     """The authenticator for one call: static credentials rendered now; tokens from the store."""
     where = f"{card.type}: auth"
-    kind = (auth or {}).get("type", "none")
-    if kind not in ("oauth2", "session_token"):
+    if not auth.uses_tokens:
         return static_authenticator(rendered(auth, context, where), where)
     if store is None:
-        raise AuthConfigurationError(f"{where}: {kind} needs the token store")
+        raise AuthConfigurationError(f"{where}: {auth.type} needs the token store")
     injection = token_injection(rendered(auth, context, where), where)
-    if kind == "oauth2":
+    if auth.type == "oauth2":
         return TokenAuth(store.access_token, injection)
     # Without an expiration every call logs in afresh, so a refused token is not worth renewing.
-    return TokenAuth(store.session_token, injection, renewable=bool(auth and auth.get("expiration")))
+    return TokenAuth(store.session_token, injection, renewable=bool(auth.expiration))
 
 
-def request_arguments(card: ReportCard, request_spec: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``requests`` arguments of a request spec (``api.check`` or a stream), rendered."""
+def request_arguments(card: ReportCard, request: RequestSpec, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``requests`` arguments of a request (``api.check`` or a stream's), rendered."""
     api = card.api
     if api is None:
         raise AuthConfigurationError(f"{card.type}: the card has no api section")
     where = f"{card.type}: api"
-    spec = rendered({k: v for k, v in request_spec.items() if k != "auth"}, context, where)
-    url = spec.get("url")
+    spec = rendered(replace(request, auth=None), context, where)  # its own auth is rendered apart
+    url = spec.url
     if not url:
-        base_url = rendered(api["base_url"], context, f"{where}.base_url")
-        url = base_url.rstrip("/") + "/" + str(spec.get("path", "")).lstrip("/")
-    headers = {**rendered(api.get("headers") or {}, context, f"{where}.headers"), **(spec.get("headers") or {})}
+        base_url = rendered(api.base_url, context, f"{where}.base_url")
+        url = base_url.rstrip("/") + "/" + spec.path.lstrip("/")
+    headers = {**rendered(api.headers, context, f"{where}.headers"), **spec.headers}
     arguments: dict[str, Any] = {
-        "method": spec.get("method") or "GET",
+        "method": spec.method or "GET",
         "url": url,
-        "params": spec.get("params") or None,
+        "params": dict(spec.params) or None,
         "headers": headers,
     }
-    if "json" in spec:
-        arguments["json"] = spec["json"]
-    if spec.get("data"):
-        arguments["data"] = spec["data"]
+    if spec.has_json:
+        arguments["json"] = spec.json
+    if spec.data:
+        arguments["data"] = dict(spec.data)
     return arguments
 
 
@@ -93,7 +94,7 @@ def send_api_request(
     keyring: Keyring,
     source: Source,
     card: ReportCard,
-    request_spec: Mapping[str, Any],
+    request: RequestSpec,
     *,
     settings: TokenSettings | None = None,
 ) -> requests.Response:
@@ -111,7 +112,7 @@ def send_api_request(
     """
     settings = settings or TokenSettings.from_config(current_app.config, network=network_policy(current_app))
     return send_rendered_request(session_factory, keyring, card, source.id, template_context(keyring, source, card),
-                                 request_spec, settings)
+                                 request, settings)
 
 
 def send_rendered_request(
@@ -120,7 +121,7 @@ def send_rendered_request(
     card: ReportCard,
     source_id: int,
     context: Mapping[str, Any],
-    request_spec: Mapping[str, Any],
+    request: RequestSpec,
     settings: TokenSettings,
 ) -> requests.Response:
     """:func:`send_api_request` with the template context already built (properties opened).
@@ -129,16 +130,14 @@ def send_rendered_request(
     goes through ``settings.network``: a refused address raises
     :class:`~app.connectors.network.DestinationRefused`.
     """
-    auth_spec = request_spec.get("auth", card.auth)
-    if auth_spec is not card.auth and (auth_spec or {}).get("type") in ("oauth2", "session_token"):
+    auth = card.auth if request.auth is None else request.auth
+    if request.auth is not None and request.auth.uses_tokens:
         # The token store caches the tokens of the card's own auth section, one per source and kind.
         raise AuthConfigurationError(f"{card.type}: a request's own auth must be none/basic/bearer/api_key")
-    store = None
-    if (auth_spec or {}).get("type") in ("oauth2", "session_token"):
-        store = TokenStore(session_factory, keyring, card, source_id, settings)
-    authenticator = build_authenticator(card, auth_spec, context, store)
-    arguments = request_arguments(card, request_spec, context)
-    timeout = float((card.api or {}).get("timeout_seconds") or settings.http_timeout)
+    store = TokenStore(session_factory, keyring, card, source_id, settings) if auth.uses_tokens else None
+    authenticator = build_authenticator(card, auth, context, store)
+    arguments = request_arguments(card, request, context)
+    timeout = (card.api.timeout_seconds if card.api is not None else None) or settings.http_timeout
     with settings.http_session(SameOriginSession) as http:
         response = http.request(**arguments, auth=authenticator, timeout=timeout)
         if response.status_code == 401 and authenticator.renew():

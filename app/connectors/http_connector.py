@@ -28,8 +28,11 @@ from urllib.parse import urlsplit
 import requests
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..catalog.cards import ReportCard, thaw
+from ..catalog.cards import ReportCard
+from ..catalog.frozen import thaw
+from ..catalog.sections import ApiSection, RequestSpec, StreamSpec
 from ..crypto import Keyring
+from ..errors import Problem
 from ..models import utcnow
 from ..templating import TemplateProblem, render
 from .base import Availability, ConnectorFailure, DiscoveredStream, SourceTarget
@@ -43,20 +46,20 @@ UNSUPPORTED_STATUSES = (403, 404)
 _PROPERTY_REFERENCE = re.compile(r"properties\.([A-Za-z_][A-Za-z0-9_$]*)")
 
 
-def discovered_metadata(spec: Mapping[str, Any], supported: bool) -> list[dict[str, Any]]:
+def discovered_metadata(spec: StreamSpec, supported: bool) -> list[dict[str, Any]]:
     """Singer metadata for one stream of a card's ``api.streams`` as discovery saw it."""
-    keys = list(spec.get("key_properties", ()))
-    replication_keys = list(spec.get("valid_replication_keys", ()))
+    keys = list(spec.key_properties)
+    replication_keys = list(spec.valid_replication_keys)
     stream_level: dict[str, Any] = {
         "inclusion": "available" if supported else "unsupported",
-        "selected-by-default": bool(spec.get("selected_by_default", False)) and supported,
+        "selected-by-default": spec.selected_by_default and supported,
         "table-key-properties": keys,
         "valid-replication-keys": replication_keys,
     }
-    if spec.get("forced_replication_method"):
-        stream_level["forced-replication-method"] = spec["forced_replication_method"]
-    entries = [{"breadcrumb": [], "metadata": stream_level}]
-    for field in spec["schema"].get("properties", {}):
+    if spec.forced_replication_method:
+        stream_level["forced-replication-method"] = spec.forced_replication_method
+    entries: list[dict[str, Any]] = [{"breadcrumb": [], "metadata": stream_level}]
+    for field in spec.schema.get("properties", {}):
         if not supported:
             inclusion = "unsupported"
         elif field in keys or field in replication_keys:
@@ -145,30 +148,26 @@ class HttpConnector:
         return Availability(True)
 
     def check(self, target: SourceTarget) -> None:
-        api = self._api(target.card)
-        judge(self._send(target, api["check"]), "check")
+        judge(self._send(target, self._api(target.card).check), "check")
 
     def discover(self, target: SourceTarget) -> list[DiscoveredStream]:
         found = []
-        for spec in self._api(target.card).get("streams", ()):
-            probe = {"path": spec.get("path", ""), "method": spec.get("method", "GET"),
-                     "params": thaw(spec.get("params") or {})}
-            response = self._send(target, probe)
+        for spec in self._api(target.card).streams:
+            response = self._send(target, spec.request)
             supported = response.status_code not in UNSUPPORTED_STATUSES
             if supported:
-                judge(response, f"stream {spec['tap_stream_id']}")
-            plain = thaw(spec)
+                judge(response, f"stream {spec.tap_stream_id}")
             found.append(DiscoveredStream(
-                tap_stream_id=plain["tap_stream_id"], stream_name=plain.get("stream_name", plain["tap_stream_id"]),
-                schema=plain["schema"], metadata=tuple(discovered_metadata(plain, supported))))
+                tap_stream_id=spec.tap_stream_id, stream_name=spec.stream_name or spec.tap_stream_id,
+                schema=thaw(spec.schema), metadata=tuple(discovered_metadata(spec, supported))))
         return found
 
-    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[dict[str, str]]:
+    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[Problem]:
         """A literal address in the rendered ``base_url`` that the network rules refuse (a name is
         judged when the check resolves it). Properties the template lacks: nothing to judge yet."""
-        base_url = (card.api or {}).get("base_url")
-        if not isinstance(base_url, str):
+        if card.api is None:
             return []
+        base_url = card.api.base_url
         plain = {name: value for name, value in properties.items() if isinstance(value, str | int | float)}
         try:
             parts = urlsplit(render(base_url, {"properties": plain, "account": {"id": 0},
@@ -180,15 +179,14 @@ class HttpConnector:
         if problem is None:
             return []
         names = [n for n in dict.fromkeys(_PROPERTY_REFERENCE.findall(base_url)) if n in card.properties] or ["host"]
-        return [{"property": name, "field": f"properties.{name}",
-                 "reason": f"connections to {host} are refused: {problem}"} for name in names]
+        return [Problem.of_property(name, f"connections to {host} are refused: {problem}") for name in names]
 
-    def _api(self, card: ReportCard) -> Mapping[str, Any]:
+    def _api(self, card: ReportCard) -> ApiSection:
         if card.api is None:
             raise ConnectorFailure("not_checkable", self.availability(card).reason or "", fixed_by="operator")
         return card.api
 
-    def _send(self, target: SourceTarget, spec: Mapping[str, Any]) -> requests.Response:
+    def _send(self, target: SourceTarget, spec: RequestSpec) -> requests.Response:
         context = context_of(target.card, target.properties, target.account_id, target.source_id, target.name)
         with _as_connector_failures():
             return send_rendered_request(self.session_factory, self.keyring, target.card, target.source_id,

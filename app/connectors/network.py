@@ -303,7 +303,8 @@ def init_app(app: Flask) -> NetworkPolicy:
 
 
 def network_policy(app: Flask | None = None) -> NetworkPolicy:
-    return (app or current_app).extensions[EXTENSION_KEY]
+    policy: NetworkPolicy = (app or current_app).extensions[EXTENSION_KEY]
+    return policy
 
 
 # --- requests: connections that resolve and vet their host -----------------------------------------
@@ -343,4 +344,4 @@ class _VettedAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = dict(self._pools)  # type: ignore[assignment]
+        self.poolmanager.pool_classes_by_scheme = dict(self._pools)

@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from ..catalog.cards import ReportCard
 from ..crypto import get_keyring
 from ..db import get_db
+from ..errors import Problem
 from .base import Availability, Connector
 from .database import DatabaseConnector
 from .http_connector import HttpConnector
@@ -30,7 +31,7 @@ NOT_CHECKABLE = "this source type cannot be checked by this deployment yet"
 class ChecksDestinations(Protocol):
     """A connector that can tell, before anything is saved, that the properties name a refused place."""
 
-    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[dict[str, str]]:
+    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[Problem]:
         ...
 
 
@@ -49,7 +50,7 @@ class Connectors:
             return Availability(False, NOT_CHECKABLE)
         return connector.availability(card)
 
-    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[dict[str, str]]:
+    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[Problem]:
         connector = self.for_card(card)
         if isinstance(connector, ChecksDestinations):
             return connector.destination_problems(card, properties)
@@ -69,4 +70,5 @@ def init_app(app: Flask) -> Connectors:
 
 
 def get_connectors(app: Flask | None = None) -> Connectors:
-    return (app or current_app).extensions[EXTENSION_KEY]
+    connectors: Connectors = (app or current_app).extensions[EXTENSION_KEY]
+    return connectors

@@ -113,11 +113,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..catalog.cards import ReportCard
+from ..catalog.sections import AuthSection
 from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
 from ..db import begin_write
 from ..models import Source, SourceCredential, utcnow
-from ..sources.service import open_credential, record_event
+from ..sources.credentials import open_credential
+from ..sources.events import record_event
 from .authenticators import IssuedToken, OAuth2Grant, SessionLogin
 from .context import rendered, template_context
 from .errors import AuthConfigurationError, CredentialsRejected, TokenRequestError, TokenUnavailable
@@ -182,13 +184,12 @@ def permanent_delay(failures: int) -> timedelta:
     return PERMANENT_BACKOFF[min(max(failures, 1), len(PERMANENT_BACKOFF)) - 1]
 
 
-def refresh_token_property(auth: Mapping[str, Any]) -> str | None:
+def refresh_token_property(auth: AuthSection) -> str | None:
     """The property a rotated refresh token is written back to: ``refresh_token_property``, or the
     one ``refresh_token`` names when it is exactly ``{{ properties.NAME }}``."""
-    named = auth.get("refresh_token_property")
-    if named:
-        return str(named)
-    match = _PROPERTY_TEMPLATE.match(str(auth.get("refresh_token", "")).strip())
+    if auth.refresh_token_property:
+        return auth.refresh_token_property
+    match = _PROPERTY_TEMPLATE.match(auth.refresh_token.strip())
     return match.group(1) if match else None
 
 
@@ -229,7 +230,7 @@ class TokenStore:
 
     def __init__(self, session_factory: sessionmaker[Session], keyring: Keyring, card: ReportCard,
                  source_id: int, settings: TokenSettings | None = None) -> None:
-        if card.auth is None or card.auth.get("type") not in ("oauth2", "session_token"):
+        if not card.auth.uses_tokens:
             raise AuthConfigurationError(f"{card.type}: auth.type has no tokens to store")
         self.session_factory = session_factory
         self.keyring = keyring
@@ -238,7 +239,7 @@ class TokenStore:
         self.source_id = source_id
         self.settings = settings or TokenSettings()
         self.rotation_property: str | None = None
-        if self.auth["type"] == "oauth2" and self.auth.get("grant_type") == "refresh_token":
+        if self.auth.type == "oauth2" and self.auth.grant_type == "refresh_token":
             self.rotation_property = refresh_token_property(self.auth)
             if self.rotation_property not in card.properties:
                 # Refusing up front beats receiving a rotated refresh token there is no place for.
@@ -254,7 +255,7 @@ class TokenStore:
 
     def session_token(self, replacing: str | None = None) -> str:
         """The session token: cached until its ``expiration``, or from a login per call."""
-        if not self.auth.get("expiration"):
+        if not self.auth.expiration:
             return self._log_in_uncached()
         return self._token(SESSION_TOKEN, replacing)
 
@@ -525,9 +526,9 @@ class TokenStore:
             source_id=self.source_id, kind=kind, key_id=sealed.key_id, ciphertext=sealed.ciphertext,
             config_generation=0, consecutive_failures=0, last_error_permanent=False, updated_at=utcnow(),
         ).on_conflict_do_nothing(index_elements=["source_id", "kind"]))
-        row = self._row(session, kind, lock=True)
-        assert row is not None
-        return row
+        # The row exists now (inserted above, or by the concurrent creator this insert met).
+        return session.scalars(select(SourceToken).where(
+            SourceToken.source_id == self.source_id, SourceToken.kind == kind).with_for_update()).one()
 
     def _open(self, row: SourceToken) -> str:
         return self.keyring.open(SealedValue(row.key_id, row.ciphertext), row.associated_data)
@@ -535,7 +536,8 @@ class TokenStore:
     def _is_fresh(self, row: SourceToken, generation: int, now: datetime) -> bool:
         if not row.holds_token or row.config_generation != generation:
             return False
-        assert row.expires_at is not None
+        if row.expires_at is None:  # a row holding a token has its expiry; none means not usable
+            return False
         lifetime = (row.expires_at - row.refreshed_at).total_seconds() if row.refreshed_at else 0.0
         margin = min(self.settings.refresh_margin, max(lifetime, 0.0) / 2)
         return now < row.expires_at - timedelta(seconds=margin)
@@ -588,12 +590,12 @@ class TokenStore:
         row.config_generation = source.config_generation
         row.consecutive_failures, row.next_attempt_at = 0, None
         row.last_error, row.last_error_permanent = None, False
-        if sent_refresh_token and not issued.refresh_token and self.auth.get("rotate_refresh_token"):
+        if sent_refresh_token and not issued.refresh_token and self.auth.rotate_refresh_token:
             log.info("the card declares rotation but the answer holds no refresh token; the stored one is kept",
                      extra={"source_id": source.id})
         detail: dict[str, Any] = {"kind": kind, "expires_at": _iso(row.expires_at)}
         if kind == ACCESS_TOKEN:
-            detail["grant_type"] = self.auth.get("grant_type")
+            detail["grant_type"] = self.auth.grant_type
         if source.broken_at is not None and (source.broken_reason or {}).get("type") == BROKEN_TYPE:
             source.broken_at, source.broken_reason = None, None
             source.version += 1
@@ -608,7 +610,8 @@ class TokenStore:
         if sent is None or not new or new == sent:
             return False
         name = self.rotation_property
-        assert name is not None  # checked in __init__ for the refresh_token grant
+        if name is None:  # __init__ refused a refresh_token grant without one: not reached
+            raise AuthConfigurationError(f"{self.card.type}: no property to keep a rotated refresh token in")
         if self.card.properties[name].is_credential:
             credential = next((c for c in source.credentials if c.name == name), None)
             if credential is None:
@@ -653,7 +656,7 @@ class TokenStore:
 
     def _mark_broken(self, source: Source, kind: str, failure: TokenRequestError, now: datetime,
                      *, after_lost_answer: bool = False) -> None:
-        what = "refresh token" if self.auth.get("grant_type") == "refresh_token" else "credentials"
+        what = "refresh token" if self.auth.grant_type == "refresh_token" else "credentials"
         if kind == SESSION_TOKEN:
             what = "login credentials"
         reason = {
@@ -677,7 +680,8 @@ class TokenStore:
         source.updated_at = now
 
     def _rejection(self, source: Source, row: SourceToken) -> CredentialsRejected:
-        reason = source.broken_reason if (source.broken_reason or {}).get("type") == BROKEN_TYPE else {
+        stored = source.broken_reason
+        reason: dict[str, Any] = stored if stored is not None and stored.get("type") == BROKEN_TYPE else {
             "type": BROKEN_TYPE, "error": row.last_error,
             "message": "The provider refused the source's credentials. Reconnect the source."}
         return CredentialsRejected(
@@ -688,7 +692,7 @@ class TokenStore:
     def _base_url(self, context: Mapping[str, Any]) -> str | None:
         if self.card.api is None:
             return None
-        return rendered(self.card.api.get("base_url"), context, f"{self.card.type}: api.base_url")
+        return rendered(self.card.api.base_url, context, f"{self.card.type}: api.base_url")
 
     def _log_in_uncached(self) -> str:
         """A session token for this call only (no ``expiration``): nothing is cached or locked, and

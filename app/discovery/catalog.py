@@ -11,9 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-# The metadata of a card's declarative streams is built by the http connector; named here too, for
-# callers that read the catalog rules in one place.
-from ..connectors.http_connector import discovered_metadata  # noqa: F401
+from ..errors import Problem
 
 WRITABLE_KEYS = ("selected", "replication-method", "replication-key")
 REPLICATION_METHODS = ("FULL_TABLE", "INCREMENTAL", "LOG_BASED")
@@ -78,15 +76,14 @@ def selection_problems(
     discovered: list[dict[str, Any]],
     current: Mapping[str, Any],
     writes: list[dict[str, Any]],
-) -> tuple[dict[str, Any], list[dict[str, str]]]:
+) -> tuple[dict[str, Any], list[Problem]]:
     """Apply ``writes`` to ``current`` selections; return (new selections, problems)."""
     by_key = {breadcrumb_key(e["breadcrumb"]): e["metadata"] for e in discovered}
     selections = {k: dict(v) for k, v in current.items()}
-    problems: list[dict[str, str]] = []
+    problems: list[Problem] = []
 
     def problem(breadcrumb: Any, reason: str) -> None:
-        problems.append({"field": f"streams[{tap_stream_id}].metadata{json.dumps(breadcrumb)}",
-                         "reason": reason})
+        problems.append(Problem(f"streams[{tap_stream_id}].metadata{json.dumps(breadcrumb)}", reason))
 
     for write in writes:
         breadcrumb = write.get("breadcrumb")

@@ -30,12 +30,13 @@ from ..connectors.registry import NOT_CHECKABLE, get_connectors
 from ..crypto import KeyringError, get_keyring
 from ..db import begin_write, get_db
 from ..jobs.queue import ClaimedJob
-from ..jobs.worker import JobFailed, register_handler
+from ..jobs.worker import JobFailed
 from ..models import Source, utcnow
 from ..sources.availability import TYPE_UNAVAILABLE, unavailable_reason
-from ..sources.service import decrypted_properties, record_event
+from ..sources.credentials import decrypted_properties
+from ..sources.events import record_event
 from .models import ConnectionCheck
-from .service import CHECK_JOB, save_discovery
+from .service import save_discovery
 
 log = logging.getLogger(__name__)
 
@@ -150,5 +151,3 @@ def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, stat
             source.updated_at = utcnow()
     return changes
 
-
-register_handler(CHECK_JOB, check_and_discover)

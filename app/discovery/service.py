@@ -1,23 +1,30 @@
-"""Use cases of connection checks, streams and field selection."""
+"""Use cases of connection checks, streams and field selection.
+
+How each writes: queueing a check (:func:`queue_check`, also run inside a source change's
+transaction) adds its rows through the unit of work and flushes them before it returns; a
+selection writes through the unit of work; events go through ``record_event`` (one INSERT).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..catalog import Catalog
-from ..catalog.cards import CREDENTIAL_STEP_TYPES, ReportCard, thaw
+from ..catalog.cards import ReportCard
+from ..catalog.frozen import thaw
 from ..connectors.base import DiscoveredStream
 from ..db import begin_write
-from ..errors import Conflict, Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound, Problem
 from ..jobs.queue import enqueue
 from ..models import Source, utcnow
 from ..sources.availability import type_unavailable
+from ..sources.events import record_event
 from ..sources.facts import facts_for, provided_names
-from ..sources.service import _live_source, decode_cursor, encode_cursor, record_event
-from ..sources.steps import derive_step
+from ..sources.queries import SourceView, decode_cursor, encode_cursor, live_view, locked_source
+from ..sources.steps import credential_steps_complete, derive_step
 from .catalog import (
     WRITABLE_KEYS,
     carry_selections,
@@ -32,13 +39,17 @@ from .models import ConnectionCheck, Stream
 CHECK_JOB = "check_and_discover"
 
 
-def credential_steps_complete(card: ReportCard, source: Source) -> bool:
-    provided = provided_names(source)
-    return all(p.name in provided for step in card.steps if step.type in CREDENTIAL_STEP_TYPES
-               for p in step.required)
+class Configured(Protocol):
+    """A source as queueing a check sees it: which configuration it has now."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def config_generation(self) -> int: ...
 
 
-def queue_check(session: Session, source: Source) -> ConnectionCheck:
+def queue_check(session: Session, source: Configured) -> ConnectionCheck:
     """Queue check + discovery for the source's current configuration (one queued at a time)."""
     job = enqueue(session, CHECK_JOB, source.id, {"config_generation": source.config_generation})
     check = session.scalars(select(ConnectionCheck).where(
@@ -55,15 +66,17 @@ def queue_check(session: Session, source: Source) -> ConnectionCheck:
     return check
 
 
-def queue_check_when_ready(session: Session, source: Source, card: ReportCard, changed: set[str]) -> None:
-    """Hook on property changes: the last credential arrived, or a form/oauth property changed."""
-    if changed and card.has_step("discover_schema") and credential_steps_complete(card, source):
+def queue_check_when_ready(session: Session, source: SourceView, card: ReportCard,
+                           changed: frozenset[str]) -> None:
+    """After a source's properties changed (wired in create_app): queue a check when the last
+    credential arrived, or a form/oauth property changed once they were all there."""
+    if changed and card.has_step("discover_schema") and credential_steps_complete(card, provided_names(source)):
         queue_check(session, source)
 
 
 def request_discovery(session: Session, catalog: Catalog, account_id: int, source_id: int) -> ConnectionCheck:
     with begin_write(session):
-        source = _live_source(session, account_id, source_id, lock=True)
+        source = live_view(session, account_id, source_id, lock=True)
         if source.type not in catalog:
             raise type_unavailable(source.type)
         return queue_check(session, source)
@@ -71,7 +84,7 @@ def request_discovery(session: Session, catalog: Catalog, account_id: int, sourc
 
 def last_check(session: Session, account_id: int, source_id: int) -> ConnectionCheck:
     with session.begin():
-        _live_source(session, account_id, source_id, lock=False)
+        live_view(session, account_id, source_id, lock=False)
         check = session.scalars(select(ConnectionCheck).where(ConnectionCheck.source_id == source_id)
                                 .order_by(ConnectionCheck.id.desc()).limit(1)).first()
     if check is None:
@@ -88,7 +101,7 @@ def list_streams(session: Session, account_id: int, source_id: int, limit: int |
     if limit is not None:
         query = query.limit(limit + 1)
     with session.begin():
-        _live_source(session, account_id, source_id, lock=False)
+        live_view(session, account_id, source_id, lock=False)
         rows = list(session.scalars(query))
     if limit is None or len(rows) <= limit:
         return rows, None
@@ -97,7 +110,7 @@ def list_streams(session: Session, account_id: int, source_id: int, limit: int |
 
 def get_stream(session: Session, account_id: int, source_id: int, stream_id: int) -> Stream:
     with session.begin():
-        _live_source(session, account_id, source_id, lock=False)
+        live_view(session, account_id, source_id, lock=False)
         stream = session.get(Stream, stream_id)
     if stream is None or stream.source_id != source_id:
         raise NotFound(f"stream {stream_id} not found")
@@ -129,26 +142,25 @@ def stream_body(stream: Stream) -> dict[str, Any]:
 def update_selection(session: Session, catalog: Catalog, account_id: int, source_id: int,
                      streams: list[dict[str, Any]]) -> list[Stream]:
     with begin_write(session):
-        source = _live_source(session, account_id, source_id, lock=True)
+        source = locked_source(session, account_id, source_id)
         card = catalog.get(source.type)
         if card is None:
             raise type_unavailable(source.type)
         if not card.has_step("field_selection"):
             raise Conflict(f"source type {card.type} has no field selection", type="not_ready")
-        position = derive_step(card, facts_for(session, [source])[source.id])
+        position = derive_step(card, facts_for(session, [source], catalog)[source.id])
         if position.type not in ("field_selection", "fully_configured"):
             raise Conflict(f"streams can be selected once discovery has succeeded; the source is at "
                            f"{position.type}", type="not_ready",
-                           details=[{"field": "report_card.current_step_type", "reason": position.type}])
+                           details=[Problem("report_card.current_step_type", position.type).detail()])
         rows = {s.tap_stream_id: s for s in session.scalars(select(Stream).where(Stream.source_id == source_id))}
-        problems: list[dict[str, str]] = []
+        problems: list[Problem] = []
         updates: dict[str, dict[str, Any]] = {}
         for index, entry in enumerate(streams):
             tap_stream_id = entry["tap_stream_id"]
             stream = rows.get(tap_stream_id)
             if stream is None:
-                problems.append({"field": f"streams[{index}].tap_stream_id",
-                                 "reason": f"unknown stream {tap_stream_id!r}"})
+                problems.append(Problem(f"streams[{index}].tap_stream_id", f"unknown stream {tap_stream_id!r}"))
                 continue
             selections, stream_problems = selection_problems(
                 tap_stream_id, stream.discovered_metadata, updates.get(tap_stream_id, stream.selections),
@@ -156,8 +168,7 @@ def update_selection(session: Session, catalog: Catalog, account_id: int, source
             problems += stream_problems
             updates[tap_stream_id] = selections
         if problems:
-            raise Invalid("; ".join(f"{p['field']}: {p['reason']}" for p in problems), details=problems,
-                          type="invalid_selection")
+            raise Invalid.from_problems(problems, type="invalid_selection")
         for tap_stream_id, selections in updates.items():
             stream = rows[tap_stream_id]
             stream.selections = selections

@@ -1,4 +1,5 @@
-"""The job table. A job is one unit of background work on one source (e.g. check + discovery)."""
+"""The job tables: queued jobs (one unit of background work on one source, e.g. check + discovery)
+and the state of periodic jobs (work on no source in particular, e.g. deleting expired rows)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,23 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class PeriodicJobState(Base):
+    """When a periodic job (declared in create_app) runs next, and who runs it now.
+
+    One row per job name, not a row of ``jobs``: a periodic job belongs to no source. A worker
+    claims it with one conditional UPDATE (due, and not leased by a live worker), so two workers
+    never run it at once, on any number of machines.
+    """
+
+    __tablename__ = "periodic_jobs"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    next_run_at: Mapped[datetime]
+    lease_expires_at: Mapped[datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(String(100))
+    last_started_at: Mapped[datetime | None]
+    last_finished_at: Mapped[datetime | None]
+    last_result: Mapped[dict | None] = mapped_column(JSON)
+    last_error: Mapped[dict | None] = mapped_column(JSON)

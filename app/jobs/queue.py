@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from ..db import begin_write
+from ..db import affected_rows, begin_write
 from ..models import utcnow
 from .models import Job
 
@@ -79,7 +79,7 @@ def renew_lease(session: Session, job_id: int, worker_id: str, lease: timedelta 
         result = session.execute(update(Job).where(
             Job.id == job_id, Job.worker_id == worker_id, Job.status == "running",
         ).values(lease_expires_at=utcnow() + lease))
-        return result.rowcount == 1
+        return affected_rows(result) == 1
 
 
 def finish_job(session: Session, job_id: int, worker_id: str, result: dict) -> None:

@@ -1,8 +1,9 @@
-"""The worker loop: claim a job, run its handler while renewing the lease, record the outcome.
+"""The worker loop: claim a job, run its handler while renewing the lease, record the outcome;
+and, every few seconds, run the periodic jobs that are due (app/jobs/periodic.py).
 
-Handlers are registered by kind (``register_handler``) by the modules that own the work, e.g.
-discovery registers ``check_and_discover``. A handler raises :class:`JobFailed` to say whether a
-failure is transient (retried with back-off) or final.
+What a worker can run is its :class:`JobTable`: the handler of each job kind and the periodic
+jobs, declared in ``create_app`` (app/wiring.py). A handler raises :class:`JobFailed` to say
+whether a failure is transient (retried with back-off) or final.
 """
 
 from __future__ import annotations
@@ -11,20 +12,34 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 
 from flask import Flask
 
 from ..db import begin_write, get_db
+from . import periodic
+from .periodic import PeriodicJob
 from .queue import DEFAULT_LEASE, ClaimedJob, claim_next_job, fail_job, finish_job, renew_lease
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Flask, ClaimedJob], dict[str, Any]]
-_handlers: dict[str, Handler] = {}
+# How often an idle or busy worker looks for due periodic jobs (one small query).
+PERIODIC_CHECK_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class JobTable:
+    """The work a worker can do: the handler of each job kind, and the periodic jobs."""
+
+    handlers: Mapping[str, Handler] = field(default_factory=lambda: MappingProxyType({}))
+    periodic: tuple[PeriodicJob, ...] = ()
 
 
 class JobFailed(Exception):
@@ -36,33 +51,33 @@ class JobFailed(Exception):
         self.retry_after = retry_after
 
 
-def register_handler(kind: str, handler: Handler) -> None:
-    _handlers[kind] = handler
-
-
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class Worker:
-    def __init__(self, app: Flask, worker_id: str | None = None, poll_interval: float = 1.0,
-                 lease: timedelta | None = None) -> None:
+    def __init__(self, app: Flask, jobs: JobTable, worker_id: str | None = None, poll_interval: float = 1.0,
+                 lease: timedelta | None = None, periodic_check_seconds: float = PERIODIC_CHECK_SECONDS) -> None:
         self.app = app
+        self.jobs = jobs
         self.worker_id = worker_id or new_worker_id()
         self.poll_interval = poll_interval
         self.lease = lease or timedelta(seconds=app.config.get("JOB_LEASE_SECONDS") or DEFAULT_LEASE.seconds)
+        self.periodic_check_seconds = periodic_check_seconds
         self.stopping = threading.Event()
+        self._periodic_declared = False
+        self._next_periodic_check = 0.0
 
     def run_once(self) -> bool:
         """Run one job if one is ready; False when there was none."""
         Session = get_db(self.app).Session
         with Session() as session:
-            job = claim_next_job(session, self.worker_id, self.lease, tuple(_handlers) or None)
+            job = claim_next_job(session, self.worker_id, self.lease, tuple(self.jobs.handlers) or None)
         if job is None:
             return False
-        handler = _handlers.get(job.kind)
+        handler = self.jobs.handlers.get(job.kind)
         heartbeat = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(job.id, heartbeat), daemon=True)
+        renewer = threading.Thread(target=self._renew, args=(heartbeat, renew_lease, job.id), daemon=True)
         renewer.start()
         try:
             with self.app.app_context():
@@ -91,17 +106,70 @@ class Worker:
                             attempts=job.attempts, max_attempts=job.max_attempts,
                             retry_after=failure.retry_after)
 
-    def _renew(self, job_id: int, done: threading.Event) -> None:
+    def _renew(self, done: threading.Event, renew: Callable[..., bool], key: int | str) -> None:
+        """Renew the lease of what this worker runs (a job's id, a periodic job's name) until done."""
         interval = max(self.lease.total_seconds() / 3, 0.05)
         while not done.wait(interval):
             with get_db(self.app).Session() as session:
-                if not renew_lease(session, job_id, self.worker_id, self.lease):
+                if not renew(session, key, self.worker_id, self.lease):
                     return
+
+    # --- periodic jobs ------------------------------------------------------------------------------
+
+    def run_due_periodic_jobs(self) -> list[str]:
+        """Run every declared periodic job that is due and that no other worker holds; returns the
+        names of those this worker ran."""
+        if not self.jobs.periodic:
+            return []
+        Session = get_db(self.app).Session
+        if not self._periodic_declared:
+            with Session() as session, begin_write(session):
+                periodic.declare(session, self.jobs.periodic)
+            self._periodic_declared = True
+        by_name = {job.name: job for job in self.jobs.periodic}
+        with Session() as session, session.begin():
+            due = periodic.due_names(session, list(by_name))
+        ran = []
+        for name in due:
+            with Session() as session, begin_write(session):
+                claimed = periodic.claim(session, name, self.worker_id, self.lease)
+            if claimed:
+                self._run_periodic(by_name[name])
+                ran.append(name)
+        return ran
+
+    def _run_periodic(self, job: PeriodicJob) -> None:
+        heartbeat = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(heartbeat, periodic.renew, job.name), daemon=True)
+        renewer.start()
+        result: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
+        try:
+            with self.app.app_context():
+                result = job.run(self.app)
+            log.info("periodic job ran", extra={"periodic_job": job.name, "result": result})
+        except Exception as failure:  # a bug in a periodic job must not kill the worker
+            log.exception("periodic job crashed", extra={"periodic_job": job.name})
+            error = {"type": "internal_error", "message": type(failure).__name__}
+        finally:
+            heartbeat.set()
+            renewer.join(timeout=5)
+        with get_db(self.app).Session() as session, begin_write(session):
+            periodic.release(session, job, self.worker_id, result=result, error=error)
+
+    def _periodic_turn(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_periodic_check:
+            self._next_periodic_check = now + self.periodic_check_seconds
+            self.run_due_periodic_jobs()
+
+    # --- the loop ---------------------------------------------------------------------------------
 
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker_id": self.worker_id})
         while not self.stopping.is_set():
             try:
+                self._periodic_turn()
                 busy = self.run_once()
             except Exception:  # the database may be away for a moment; keep polling
                 log.exception("worker loop error")
@@ -113,8 +181,8 @@ class Worker:
         self.stopping.set()
 
 
-def start_embedded_worker(app: Flask) -> Worker:
+def start_embedded_worker(app: Flask, jobs: JobTable) -> Worker:
     """A worker thread inside the API process: what `make run` uses so sources advance alone."""
-    worker = Worker(app)
+    worker = Worker(app, jobs)
     threading.Thread(target=worker.run_forever, name="connect-worker", daemon=True).start()
     return worker

@@ -35,10 +35,11 @@ from .. import redaction
 from ..auth import Principal
 from ..catalog import Catalog
 from ..catalog.cards import ReportCard
+from ..catalog.sections import OAuthSection
 from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
 from ..db import begin_write
-from ..errors import Invalid, NotFound
+from ..errors import Invalid, NotFound, Problem
 from ..models import utcnow
 from .models import ACCOUNT_SCOPE, OPERATOR_SCOPE, SOURCE_SCOPE, OAuthApp, oauth_app_associated_data
 
@@ -97,13 +98,19 @@ def oauth_card(catalog: Catalog, source_type: str, field_name: str = "source_typ
     card = catalog.get(source_type)
     if card is None:
         raise Invalid(f"unknown source type {source_type!r}", type="invalid_type",
-                      details=[{"field": field_name, "reason": "not a known source type"}])
+                      details=[Problem(field_name, "not a known source type").detail()])
+    oauth_section(card, field_name)
+    return card
+
+
+def oauth_section(card: ReportCard, field_name: str = "source_type") -> OAuthSection:
+    """The card's ``oauth`` section, or 422 saying the type has no managed OAuth handshake."""
     if card.oauth is None:
-        raise Invalid(f"source type {source_type!r} has no managed OAuth handshake (no oauth section "
+        raise Invalid(f"source type {card.type!r} has no managed OAuth handshake (no oauth section "
                       "in its report card); give its credentials as properties instead",
                       type="oauth_not_supported",
-                      details=[{"field": field_name, "reason": "no managed OAuth handshake"}])
-    return card
+                      details=[Problem(field_name, "no managed OAuth handshake").detail()])
+    return card.oauth
 
 
 def configuration_spec(card: ReportCard, callback_url: str) -> dict[str, Any]:
@@ -113,32 +120,30 @@ def configuration_spec(card: ReportCard, callback_url: str) -> dict[str, Any]:
         "title": f"OAuth app for {card.display_name} ({card.type})",
         "description": f"Register {callback_url} as the app's redirect URI at the provider.",
         "x-redirect-uri": callback_url,
-        "x-default-scopes": list(card.oauth.get("scopes") or []),
+        "x-default-scopes": list(oauth_section(card).scopes),
     }
-    if card.oauth.get("docs_url"):
-        spec["x-docs-url"] = card.oauth["docs_url"]
+    if oauth_section(card).docs_url:
+        spec["x-docs-url"] = oauth_section(card).docs_url
     return spec
 
 
 def parse_configuration(configuration: Any, prefix: str = "configuration") -> tuple[str, str, dict[str, Any]]:
     """(client_id, client_secret, the non-secret rest) of a configuration, or 422 naming each
     broken field. Reasons are written here, never taken from jsonschema: its messages quote values."""
-    problems = []
+    problems: list[Problem] = []
     if isinstance(configuration, dict):
-        problems.extend({"field": f"{prefix}.{name}", "reason": "is required"}
+        problems.extend(Problem(f"{prefix}.{name}", "is required")
                         for name in CONFIGURATION_SCHEMA["required"] if name not in configuration)
-        problems.extend({"field": f"{prefix}.{name}",
-                         "reason": f"unknown key; allowed: {', '.join(CONFIGURATION_KEYS)}"}
+        problems.extend(Problem(f"{prefix}.{name}", f"unknown key; allowed: {', '.join(CONFIGURATION_KEYS)}")
                         for name in sorted(set(configuration) - set(CONFIGURATION_KEYS)))
     for error in sorted(_CONFIGURATION_VALIDATOR.iter_errors(configuration), key=lambda e: list(e.path)):
         if error.validator in ("required", "additionalProperties"):
             continue  # reported above, one entry per key
         path = ".".join(str(p) for p in error.absolute_path)
-        problems.append({"field": f"{prefix}.{path}" if path else prefix,
-                         "reason": f"fails the {error.validator!r} rule ({json.dumps(error.validator_value)})"})
+        problems.append(Problem(f"{prefix}.{path}" if path else prefix,
+                                f"fails the {error.validator!r} rule ({json.dumps(error.validator_value)})"))
     if problems:
-        message = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
-        raise Invalid(message, type="invalid_configuration", details=problems)
+        raise Invalid.from_problems(problems, type="invalid_configuration")
     redaction.remember(configuration["client_secret"])
     extra = {"scopes": list(configuration["scopes"])} if "scopes" in configuration else {}
     return configuration["client_id"], configuration["client_secret"], extra
@@ -230,9 +235,9 @@ def resolve_app(session: Session, keyring: Keyring, card: ReportCard, account_id
     ``own_values`` are the source's own property values (the initiate request's input, over the
     stored values of a source being reconnected). Runs inside the caller's transaction.
     """
-    client_properties = card.oauth.get("client_properties") or {}
-    id_property = client_properties.get("client_id")
-    secret_property = client_properties.get("client_secret")
+    client_properties = oauth_section(card).client_properties
+    id_property = client_properties.client_id
+    secret_property = client_properties.client_secret
     managed: list[OAuthApp | ConfiguredApp] = [app for app in (
         _app_row(session, ACCOUNT_SCOPE, account_id, card.type),
         _app_row(session, OPERATOR_SCOPE, None, card.type),
@@ -314,4 +319,5 @@ def init_app(app: Flask, catalog: Catalog) -> None:
 
 
 def configured_apps(app: Flask | None = None) -> Mapping[str, ConfiguredApp]:
-    return (app or current_app).extensions[EXTENSION_KEY]
+    apps: Mapping[str, ConfiguredApp] = (app or current_app).extensions[EXTENSION_KEY]
+    return apps

@@ -8,8 +8,11 @@
    added, or with ``error``/``error_description``. A reconnect applies the result to its source
    at once instead.
 3. :func:`redeem_secret` runs inside the transaction of ``POST /v4/sources`` or
-   ``PUT /v4/sources/{id}`` (app/sources/service.py calls it), so the secret is used up only when
-   the source change commits.
+   ``PUT /v4/sources/{id}`` (create_app wires it into app/sources/writes.py), so the secret is used
+   up only when the source change commits.
+
+Expired states and secrets are deleted by the periodic job :func:`purge_expired_handshakes`
+(declared in create_app), not on the request path.
 
 The HTTP call to the provider runs between transactions: no database lock is held while a slow
 provider makes the user wait.
@@ -32,7 +35,8 @@ import requests
 from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
-from sqlalchemy import delete, select
+from flask import Flask
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from .. import redaction
@@ -41,12 +45,16 @@ from ..catalog.cards import ReportCard
 from ..connectors.network import DestinationRefused, network_policy
 from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
-from ..db import begin_write
-from ..errors import ApiError, Conflict, Gone, Invalid, NotFound
+from ..db import affected_rows, begin_write, get_db
+from ..errors import ApiError, Conflict, Gone, Invalid, NotFound, Problem, problems_message
 from ..models import Account, Source, utcnow
-from ..sources import service as sources
+from ..sources.credentials import open_credential
+from ..sources.events import record_event
+from ..sources.queries import SourceView
+from ..sources.rules import changes_immutable, schema_reason
+from ..sources.writes import SourceChange, SourceHooks, update_source
 from ..templating import TemplateProblem, render
-from .apps import ClientCredentials, oauth_card, resolve_app
+from .apps import ClientCredentials, oauth_card, oauth_section, resolve_app
 from .models import OAuthSecret, OAuthState
 from .redirect_urls import LOOPBACK_HOSTS, allowlist_problem, redirect_url_problem, with_query
 
@@ -90,7 +98,8 @@ def _seal_json(keyring: Keyring, value: Mapping[str, Any], associated_data: str)
 
 
 def _open_json(keyring: Keyring, row: OAuthState | OAuthSecret) -> dict[str, Any]:
-    return json.loads(keyring.open(SealedValue(row.key_id, row.ciphertext), row.associated_data))
+    opened: dict[str, Any] = json.loads(keyring.open(SealedValue(row.key_id, row.ciphertext), row.associated_data))
+    return opened
 
 
 def _wipe(keyring: Keyring, row: OAuthState | OAuthSecret) -> None:
@@ -99,23 +108,21 @@ def _wipe(keyring: Keyring, row: OAuthState | OAuthSecret) -> None:
     row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
 
 
-def _value_problems(card: ReportCard, values: Mapping[str, Any], prefix: str) -> list[dict[str, str]]:
-    """Schema problems of values the service sets (no read-only or immutability rules here)."""
+def _value_problems(card: ReportCard, values: Mapping[str, Any], prefix: str) -> list[Problem]:
+    """Schema problems of values the service sets (no read-only or immutability rules here).
+    Reasons never quote a value: they may reach the integrator's redirect_url."""
     problems = []
     for name, value in values.items():
         spec = card.properties.get(name)
         if spec is None:
-            problems.append({"field": f"{prefix}.{name}", "reason": f"not a property of {card.type!r}"})
-        elif spec.validator is None:
-            if spec.json_schema is None and not isinstance(value, str):
-                problems.append({"field": f"{prefix}.{name}", "reason": "must be a string"})
-        elif not spec.validator.is_valid(value):
-            problems.append({"field": f"{prefix}.{name}", "reason": "does not match its json_schema"})
+            problems.append(Problem(f"{prefix}.{name}", f"not a property of {card.type!r}"))
+        elif (reason := schema_reason(spec, value, quote_value=False)) is not None:
+            problems.append(Problem(f"{prefix}.{name}", reason))
     return problems
 
 
 def _invalid(message: str, field: str, type_: str = "invalid_body") -> Invalid:
-    return Invalid(f"{field}: {message}", type=type_, details=[{"field": field, "reason": message}])
+    return Invalid.from_problems([Problem(field, message)], type=type_)
 
 
 def _provider_url_problem(url: str) -> str | None:
@@ -144,10 +151,11 @@ class Consent:
 
 def _handshake_urls(card: ReportCard, inputs: Mapping[str, Any]) -> tuple[str, str]:
     """The card's authorize and token URLs rendered over the handshake's input values."""
+    oauth = oauth_section(card)
     urls = []
-    for key in ("authorize_url", "token_url"):
+    for key, template in (("authorize_url", oauth.authorize_url), ("token_url", oauth.token_url)):
         try:
-            url = render(card.oauth[key], {"properties": dict(inputs)})
+            url = render(template, {"properties": dict(inputs)})
         except TemplateProblem as error:
             raise _invalid(f"a value the {key} needs is missing ({error})",
                            "oauth_input_configuration", "missing_input") from None
@@ -160,23 +168,18 @@ def _handshake_urls(card: ReportCard, inputs: Mapping[str, Any]) -> tuple[str, s
 
 def _check_inputs(card: ReportCard, given: Mapping[str, Any]) -> None:
     """The request's ``oauth_input_configuration``: only the handshake's inputs and client properties."""
-    oauth = card.oauth
-    inputs = set(oauth.get("input_properties") or ())
-    client_properties = dict(oauth.get("client_properties") or {})
-    allowed = inputs | set(client_properties.values())
-    problems = [{"field": f"oauth_input_configuration.{name}",
-                 "reason": "not an input of this type's OAuth handshake"
-                 + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else "")}
+    client_properties = oauth_section(card).client_properties
+    allowed = set(oauth_section(card).input_properties) | set(client_properties.names)
+    problems = [Problem(f"oauth_input_configuration.{name}", "not an input of this type's OAuth handshake"
+                        + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""))
                 for name in given if name not in allowed]
     problems += _value_problems(card, {k: v for k, v in given.items() if k in allowed and v is not None},
                                 "oauth_input_configuration")
-    secret_name, id_name = client_properties.get("client_secret"), client_properties.get("client_id")
+    secret_name, id_name = client_properties.client_secret, client_properties.client_id
     if secret_name in given and id_name and id_name not in given:
-        problems.append({"field": f"oauth_input_configuration.{id_name}",
-                         "reason": f"is required with {secret_name}"})
+        problems.append(Problem(f"oauth_input_configuration.{id_name}", f"is required with {secret_name}"))
     if problems:
-        raise Invalid("; ".join(f"{p['field']}: {p['reason']}" for p in problems),
-                      type="invalid_input", details=problems)
+        raise Invalid.from_problems(problems, type="invalid_input")
 
 
 def _stored_values(keyring: Keyring, source: Source, names: set[str]) -> dict[str, Any]:
@@ -184,7 +187,7 @@ def _stored_values(keyring: Keyring, source: Source, names: set[str]) -> dict[st
     values = {k: v for k, v in source.properties.items() if k in names and v is not None}
     for credential in source.credentials:
         if credential.name in names:
-            values[credential.name] = sources.open_credential(keyring, credential)
+            values[credential.name] = open_credential(keyring, credential)
     return values
 
 
@@ -208,90 +211,130 @@ def initiate(
     not apply; the page checked the integrator's own redirect_url against it already.
     """
     card = oauth_card(catalog, source_type)
-    oauth = card.oauth
     problem = redirect_url_problem(redirect_url)
     if problem:
         raise _invalid(problem, "redirect_url", "invalid_redirect_url")
-    given_inputs = {k: v for k, v in given_inputs.items() if v is not None}
-    _check_inputs(card, given_inputs)
-    input_names = tuple(oauth.get("input_properties") or ())
-    client_property_names = tuple((oauth.get("client_properties") or {}).values())
-
+    given = {k: v for k, v in given_inputs.items() if v is not None}
+    _check_inputs(card, given)
     with begin_write(session):
-        account = session.get(Account, account_id)
-        if account is None:
-            raise NotFound(f"account {account_id} not found")
-        problem = None if own_page else allowlist_problem(redirect_url, account.redirect_url_allowlist)
-        if problem:
-            raise _invalid(problem, "redirect_url", "invalid_redirect_url")
-        stored: dict[str, Any] = {}
-        if source_id is not None:
-            source = session.scalars(select(Source).where(
-                Source.id == source_id, Source.account_id == account_id,
-                Source.deleted_at.is_(None))).one_or_none()
-            if source is None:
-                raise NotFound(f"source {source_id} not found",
-                               details=[{"field": "source_id", "reason": "no such source"}])
-            if source.type != card.type:
-                raise _invalid(f"source {source_id} is of type {source.type!r}, not {card.type!r}",
-                               "source_id", "invalid_type")
-            stored = _stored_values(keyring, source, {*input_names, *client_property_names})
-            for name in input_names:
-                spec = card.properties.get(name)
-                if spec and spec.property_type == "user_provided_immutable" and name in stored \
-                        and name in given_inputs and given_inputs[name] != stored[name]:
-                    raise _invalid("immutable: the source already has another value",
-                                   f"oauth_input_configuration.{name}", "invalid_input")
-        own_values = {**stored, **given_inputs}
-        inputs = {name: own_values[name] for name in input_names if name in own_values}
-        missing = [name for name in input_names if name not in inputs
-                   and (name not in card.properties or card.properties[name].is_required)]
-        if missing:
-            raise Invalid(f"oauth_input_configuration needs {', '.join(missing)} for {card.type}'s "
-                          "consent and token URLs", type="missing_input",
-                          details=[{"field": f"oauth_input_configuration.{name}", "reason": "is required"}
-                                   for name in missing])
-        unsafe = [name for name, value in inputs.items() if not SAFE_INPUT.match(str(value))]
-        if unsafe:
-            raise Invalid(f"{', '.join(unsafe)}: an input of the OAuth handshake may hold only letters, "
-                          "digits, '.', '_' and '-'", type="invalid_input",
-                          details=[{"field": f"oauth_input_configuration.{name}",
-                                    "reason": "may hold only letters, digits, '.', '_' and '-'"}
-                                   for name in unsafe])
+        _check_allowlist(session, account_id, redirect_url, own_page)
+        own_values = {**_reconnected_values(session, keyring, card, account_id, source_id, given), **given}
+        inputs = _handshake_inputs(card, own_values)
         authorize_url, _token_url = _handshake_urls(card, inputs)
         app = resolve_app(session, keyring, card, account_id, own_values, "oauth_input_configuration")
-
-        state = secrets.token_urlsafe(32)
-        verifier = generate_token(64) if oauth.get("pkce", True) else None
-        redaction.remember(verifier)
-        consent_url = _consent_url(card, app, authorize_url, callback_url(public_url), state, verifier)
-        now = utcnow()
-        expires_at = now + STATE_LIFETIME
-        credential_inputs = {k: v for k, v in inputs.items()
-                             if k in card.properties and card.properties[k].is_credential}
-        row = OAuthState(
-            state_hash=_digest(state), account_id=account_id, source_type=card.type,
-            redirect_url=redirect_url, source_id=source_id,
-            input_configuration={k: v for k, v in inputs.items() if k not in credential_inputs},
-            app_scope=app.scope, client_id=app.client_id, created_at=now, expires_at=expires_at)
-        sealed = _seal_json(keyring, {"code_verifier": verifier, "client_secret": app.client_secret,
-                                      "credential_inputs": credential_inputs,
-                                      "scopes": list(_scopes(card, app))}, row.associated_data)
-        row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
-        session.add(row)
-        session.execute(delete(OAuthState).where(OAuthState.expires_at < now - RETENTION))
-        session.execute(delete(OAuthSecret).where(OAuthSecret.expires_at < now - RETENTION))
+        consent = _start_handshake(session, keyring, card, app, _StateRequest(
+            account_id, redirect_url, source_id, inputs, authorize_url, callback_url(public_url)))
     log.info("oauth handshake initiated", extra={
         "account_id": account_id, "source_type": card.type, "app_scope": app.scope,
         "reconnect_source_id": source_id})
-    return Consent(consent_url, expires_at, card.oauth_remaining)
+    return consent
+
+
+def _check_allowlist(session: Session, account_id: int, redirect_url: str, own_page: bool) -> None:
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    problem = None if own_page else allowlist_problem(redirect_url, account.redirect_url_allowlist)
+    if problem:
+        raise _invalid(problem, "redirect_url", "invalid_redirect_url")
+
+
+def _reconnected_values(session: Session, keyring: Keyring, card: ReportCard, account_id: int,
+                        source_id: int | None, given: Mapping[str, Any]) -> dict[str, Any]:
+    """For a reconnect, the source's stored values the handshake needs (its inputs and its own
+    client properties); the request may not change an immutable input it already has."""
+    if source_id is None:
+        return {}
+    source = session.scalars(select(Source).where(
+        Source.id == source_id, Source.account_id == account_id, Source.deleted_at.is_(None))).one_or_none()
+    if source is None:
+        raise NotFound(f"source {source_id} not found", details=[Problem("source_id", "no such source").detail()])
+    if source.type != card.type:
+        raise _invalid(f"source {source_id} is of type {source.type!r}, not {card.type!r}", "source_id",
+                       "invalid_type")
+    oauth = oauth_section(card)
+    input_names = oauth.input_properties
+    stored = _stored_values(keyring, source, {*input_names, *oauth.client_properties.names})
+    for name in input_names:
+        spec = card.properties.get(name)
+        if spec is not None and name in given and changes_immutable(spec, stored, given[name]):
+            raise _invalid("immutable: the source already has another value",
+                           f"oauth_input_configuration.{name}", "invalid_input")
+    return stored
+
+
+def _handshake_inputs(card: ReportCard, own_values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of the card's ``input_properties`` for the URL templates: each required one
+    present, each safe to put in a host name."""
+    input_names = oauth_section(card).input_properties
+    inputs = {name: own_values[name] for name in input_names if name in own_values}
+    missing = [name for name in input_names if name not in inputs
+               and (name not in card.properties or card.properties[name].is_required)]
+    if missing:
+        raise Invalid(f"oauth_input_configuration needs {', '.join(missing)} for {card.type}'s "
+                      "consent and token URLs", type="missing_input",
+                      details=[Problem(f"oauth_input_configuration.{name}", "is required").detail()
+                               for name in missing])
+    unsafe = [name for name, value in inputs.items() if not SAFE_INPUT.match(str(value))]
+    if unsafe:
+        raise Invalid(f"{', '.join(unsafe)}: an input of the OAuth handshake may hold only letters, "
+                      "digits, '.', '_' and '-'", type="invalid_input",
+                      details=[Problem(f"oauth_input_configuration.{name}",
+                                       "may hold only letters, digits, '.', '_' and '-'").detail()
+                               for name in unsafe])
+    return inputs
+
+
+@dataclass(frozen=True)
+class _StateRequest:
+    """Where a handshake comes from and goes back to, as its state row keeps it."""
+
+    account_id: int
+    redirect_url: str
+    source_id: int | None
+    inputs: dict[str, Any]
+    authorize_url: str
+    redirect_uri: str
+
+
+def _start_handshake(session: Session, keyring: Keyring, card: ReportCard, app: ClientCredentials,
+                     request: _StateRequest) -> Consent:
+    """Store the handshake's state row (what the browser must not see sealed in it) and build the
+    consent URL that carries its ``state``."""
+    state = secrets.token_urlsafe(32)
+    verifier = generate_token(64) if oauth_section(card).pkce else None
+    redaction.remember(verifier)
+    consent_url = _consent_url(card, app, request.authorize_url, request.redirect_uri, state, verifier)
+    now = utcnow()
+    credential_inputs = {k: v for k, v in request.inputs.items()
+                         if k in card.properties and card.properties[k].is_credential}
+    row = OAuthState(
+        state_hash=_digest(state), account_id=request.account_id, source_type=card.type,
+        redirect_url=request.redirect_url, source_id=request.source_id,
+        input_configuration={k: v for k, v in request.inputs.items() if k not in credential_inputs},
+        app_scope=app.scope, client_id=app.client_id, created_at=now, expires_at=now + STATE_LIFETIME)
+    sealed = _seal_json(keyring, {"code_verifier": verifier, "client_secret": app.client_secret,
+                                  "credential_inputs": credential_inputs,
+                                  "scopes": list(_scopes(card, app))}, row.associated_data)
+    row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
+    session.add(row)
+    return Consent(consent_url, row.expires_at, card.oauth_remaining)
+
+
+def purge_expired_handshakes(app: Flask) -> dict[str, Any]:
+    """Delete states and secrets that expired more than :data:`RETENTION` ago (a periodic job)."""
+    cutoff = utcnow() - RETENTION
+    with get_db(app).Session() as session, begin_write(session):
+        states = affected_rows(session.execute(delete(OAuthState).where(OAuthState.expires_at < cutoff)))
+        secrets_ = affected_rows(session.execute(delete(OAuthSecret).where(OAuthSecret.expires_at < cutoff)))
+    return {"oauth_states": states, "oauth_secrets": secrets_}
 
 
 def _oauth_session(card: ReportCard, app: ClientCredentials, redirect_uri: str, pkce: bool) -> OAuth2Session:
     return OAuth2Session(
         client_id=app.client_id,
         client_secret=app.client_secret,
-        token_endpoint_auth_method=card.oauth.get("client_auth", "client_secret_post"),
+        token_endpoint_auth_method=oauth_section(card).client_auth,
         redirect_uri=redirect_uri,
         code_challenge_method="S256" if pkce else None,
     )
@@ -299,19 +342,19 @@ def _oauth_session(card: ReportCard, app: ClientCredentials, redirect_uri: str, 
 
 def _consent_url(card: ReportCard, app: ClientCredentials, authorize_url: str, redirect_uri: str,
                  state: str, verifier: str | None) -> str:
-    oauth = card.oauth
+    oauth = oauth_section(card)
     scopes = _scopes(card, app)
-    extra = {k: v for k, v in (oauth.get("authorize_params") or {}).items() if k not in RESERVED_AUTHORIZE_PARAMS}
+    extra = {k: v for k, v in oauth.authorize_params.items() if k not in RESERVED_AUTHORIZE_PARAMS}
     with _oauth_session(card, app, redirect_uri, verifier is not None) as client:
         url, _ = client.create_authorization_url(
             authorize_url, state=state, code_verifier=verifier,
-            scope=oauth.get("scope_separator", " ").join(scopes) or None, **extra)
+            scope=oauth.scope_separator.join(scopes) or None, **extra)
     return url
 
 
 def _scopes(card: ReportCard, app: ClientCredentials) -> tuple[str, ...]:
     """The scopes a handshake asks for: the app's own, else the card's."""
-    return app.scopes if app.scopes is not None else tuple(card.oauth.get("scopes") or ())
+    return app.scopes if app.scopes is not None else oauth_section(card).scopes
 
 
 # -- callback -----------------------------------------------------------------------------------
@@ -401,7 +444,7 @@ def _require_success(response: requests.Response) -> requests.Response:
 def exchange_code(card: ReportCard, claimed: ClaimedState, token_url: str, redirect_uri: str,
                   code: str, timeout: float) -> dict[str, Any]:
     """The token response for ``code``, or :class:`HandshakeFailed` saying what went wrong."""
-    extra = {k: v for k, v in (card.oauth.get("token_params") or {}).items() if k not in RESERVED_TOKEN_PARAMS}
+    extra = {k: v for k, v in oauth_section(card).token_params.items() if k not in RESERVED_TOKEN_PARAMS}
     if claimed.code_verifier:
         extra["code_verifier"] = claimed.code_verifier
     with _oauth_session(card, claimed.app, redirect_uri, claimed.code_verifier is not None) as client:
@@ -448,10 +491,10 @@ def known_values(card: ReportCard, claimed: ClaimedState, redirect_uri: str) -> 
     """What the handshake knows itself, for the card's ``handshake_properties``: the redirect URI
     it used (HubSpot, Asana, Deputy, Eloqua and Outreach keep it to refresh tokens) and the scopes
     it asked for, joined as the consent URL joined them (eBay's refresh needs them)."""
-    facts = {"redirect_uri": redirect_uri,
-             "scope": card.oauth.get("scope_separator", " ").join(claimed.scopes)}
-    return {name: facts[fact] for fact, name in (card.oauth.get("handshake_properties") or {}).items()
-            if facts.get(fact)}
+    oauth = oauth_section(card)
+    facts = {"redirect_uri": (oauth.handshake_properties.redirect_uri, redirect_uri),
+             "scope": (oauth.handshake_properties.scope, oauth.scope_separator.join(claimed.scopes))}
+    return {name: value for name, value in facts.values() if name and value}
 
 
 def handshake_values(card: ReportCard, claimed: ClaimedState, token: Mapping[str, Any],
@@ -459,18 +502,17 @@ def handshake_values(card: ReportCard, claimed: ClaimedState, token: Mapping[str
     """The property values a finished handshake provides: the handshake's inputs, the app's
     client credentials, what it knows itself, values from the callback, and fields of the token
     response."""
-    oauth = card.oauth
+    oauth = oauth_section(card)
     if not token.get("access_token") and not token.get("refresh_token"):
         raise HandshakeFailed("server_error", "the provider's token response has no access_token or refresh_token")
     values: dict[str, Any] = {k: v for k, v in claimed.inputs.items() if k in card.properties}
     values.update(known_values(card, claimed, redirect_uri))
-    client_properties = oauth.get("client_properties") or {}
-    if "client_id" in client_properties:
-        values[client_properties["client_id"]] = claimed.app.client_id
-    if "client_secret" in client_properties:
-        values[client_properties["client_secret"]] = claimed.app.client_secret
-    for source, mapping, what in ((callback_args, oauth.get("callback_properties") or {}, "redirect"),
-                                  (token, oauth.get("token_properties") or {}, "token response")):
+    if oauth.client_properties.client_id:
+        values[oauth.client_properties.client_id] = claimed.app.client_id
+    if oauth.client_properties.client_secret:
+        values[oauth.client_properties.client_secret] = claimed.app.client_secret
+    for source, mapping, what in ((callback_args, oauth.callback_properties, "redirect"),
+                                  (token, oauth.token_properties, "token response")):
         for path, name in mapping.items():
             value = _field(source, path)
             if value is None or value == "":
@@ -483,7 +525,7 @@ def handshake_values(card: ReportCard, claimed: ClaimedState, token: Mapping[str
     problems = _value_problems(card, values, "properties")
     if problems:
         raise HandshakeFailed("server_error", "the handshake's values do not fit the source type: "
-                              + "; ".join(f"{p['field']} {p['reason']}" for p in problems))
+                              + problems_message(problems))
     return values
 
 
@@ -517,13 +559,14 @@ def _record_failure(session: Session, claimed: ClaimedState, failure: HandshakeF
         if claimed.source_id is not None:
             source = session.get(Source, claimed.source_id)
             if source is not None and source.deleted_at is None:
-                sources.record_event(session, source, "oauth_failed", {"error": failure.error})
+                record_event(session, source, "oauth_failed", {"error": failure.error})
 
 
 def complete_callback(
     session: Session,
     catalog: Catalog,
     keyring: Keyring,
+    hooks: SourceHooks,
     args: Mapping[str, str],
     public_url: str,
     timeout: float,
@@ -554,8 +597,8 @@ def complete_callback(
                 "account_id": claimed.account_id, "source_type": card.type, "app_scope": claimed.app.scope})
             return with_query(claimed.redirect_url, {"secret_id": secret_id})
         try:
-            sources.update_source(session, catalog, keyring, claimed.account_id, claimed.source_id,
-                                  sources.SourceChange(secret_id=secret_id))
+            update_source(session, catalog, keyring, hooks, claimed.account_id, claimed.source_id,
+                          SourceChange(secret_id=secret_id))
         except ApiError as error:
             # Our own messages never hold a secret value (app/errors.py), so this one may travel.
             raise HandshakeFailed("invalid_request", f"the source could not take the new credentials: "
@@ -575,48 +618,49 @@ def complete_callback(
 # -- secret_id ----------------------------------------------------------------------------------
 
 
-def redeem_secret(session: Session, keyring: Keyring, source: Source, card: ReportCard, secret_id: str,
+def redeem_secret(session: Session, keyring: Keyring, source: SourceView, card: ReportCard, secret_id: str,
                   requested: Mapping[str, Any]) -> dict[str, Any]:
     """The property values behind ``secret_id``, used up for ``source`` in the caller's transaction.
 
     404 when unknown or another account's (as if it did not exist), 422 for another source type,
     409 when used, 410 when expired. A value the request also gives must agree with the secret
     (tokens were issued for that shop, that sandbox…), and an immutable property the source
-    already has cannot be changed through a secret either.
+    already has cannot be changed through a secret either. Writes with statements, like the
+    source change it runs in (app/sources/writes.py).
     """
-    row = session.scalars(select(OAuthSecret).where(OAuthSecret.secret_hash == _digest(secret_id))
-                          .with_for_update()).one_or_none()
+    row = _redeemable(session.scalars(select(OAuthSecret).where(OAuthSecret.secret_hash == _digest(secret_id))
+                                      .with_for_update()).one_or_none(), source, card)
+    # A property the card has dropped since the handshake (the operator changed the card) is skipped.
+    values = {k: v for k, v in _open_json(keyring, row).items() if k in card.properties}
+    stored = {k: v for k, v in source.properties.items() if v is not None}
+    problems = []
+    for name, value in values.items():
+        if name in requested and requested[name] != value:
+            problems.append(Problem.of_property(name, "differs from the value the OAuth handshake used or obtained"))
+        elif changes_immutable(card.properties[name], stored, value):
+            problems.append(Problem.of_property(name, "immutable: the OAuth handshake ran with another value"))
+    if problems:
+        raise Invalid.from_problems(problems, type="invalid_properties")
+    emptied = _seal_json(keyring, {}, row.associated_data)  # what it held must not linger
+    session.execute(update(OAuthSecret).where(OAuthSecret.id == row.id).values(
+        used_at=utcnow(), used_by_source_id=source.id, key_id=emptied.key_id, ciphertext=emptied.ciphertext))
+    record_event(session, source, "oauth_completed", {"app_scope": row.app_scope, "names": sorted(values)})
+    return values
+
+
+def _redeemable(row: OAuthSecret | None, source: SourceView, card: ReportCard) -> OAuthSecret:
+    """The secret's row, if the source may use it up now; else the error that says why not."""
     if row is None or row.account_id != source.account_id:
         raise NotFound("secret_id not found", type="not_found",
-                       details=[{"field": "secret_id", "reason": "no such secret_id in this account"}])
+                       details=[Problem("secret_id", "no such secret_id in this account").detail()])
     if row.source_type != card.type:
         raise Invalid(f"secret_id is for source type {row.source_type!r}, not {card.type!r}",
                       type="secret_id_type_mismatch",
-                      details=[{"field": "secret_id", "reason": f"issued for {row.source_type}"}])
+                      details=[Problem("secret_id", f"issued for {row.source_type}").detail()])
     if row.used_at is not None:
         raise Conflict("secret_id was already used; run the OAuth handshake again",
-                       type="secret_id_used", details=[{"field": "secret_id", "reason": "already used"}])
+                       type="secret_id_used", details=[Problem("secret_id", "already used").detail()])
     if row.expires_at <= utcnow():
         raise Gone("secret_id expired; run the OAuth handshake again", type="secret_id_expired",
-                   details=[{"field": "secret_id", "reason": "expired"}])
-    # A property the card has dropped since the handshake (the operator changed the card) is skipped.
-    values = {k: v for k, v in _open_json(keyring, row).items() if k in card.properties}
-    problems = []
-    for name, value in values.items():
-        spec = card.properties[name]
-        stored = source.properties.get(name)
-        if name in requested and requested[name] != value:
-            problems.append({"property": name, "field": f"properties.{name}",
-                             "reason": "differs from the value the OAuth handshake used or obtained"})
-        elif spec.property_type == "user_provided_immutable" and stored is not None and stored != value:
-            problems.append({"property": name, "field": f"properties.{name}",
-                             "reason": "immutable: the OAuth handshake ran with another value"})
-    if problems:
-        raise Invalid("; ".join(f"{p['field']}: {p['reason']}" for p in problems),
-                      type="invalid_properties", details=problems)
-    row.used_at = utcnow()
-    row.used_by_source_id = source.id
-    _wipe(keyring, row)
-    sources.record_event(session, source, "oauth_completed",
-                         {"app_scope": row.app_scope, "names": sorted(values)})
-    return values
+                   details=[Problem("secret_id", "expired").detail()])
+    return row

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, redirect, request
+from flask import current_app, redirect, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
+from werkzeug.wrappers import Response  # what redirect() returns; Flask's responses are ones too
 
 from .. import db
 from ..auth import account_only, current_account_id, current_principal, public
@@ -15,6 +16,7 @@ from ..catalog import get_catalog
 from ..crypto import get_keyring
 from ..schemas import ApiErrorSchema
 from ..security_headers import shows_secret_once
+from ..wiring import services
 from . import apps, handshake
 from .schemas import ConsentSchema, CredentialsPutSchema, CredentialsSchema, InitiateSchema, SpecArgsSchema
 
@@ -54,7 +56,7 @@ class Callback(MethodView):
         """Where the provider sends the user's browser back to; needs no token."""
         config = current_app.config
         location = handshake.complete_callback(
-            db.session(), get_catalog(), get_keyring(), request.args, config["PUBLIC_URL"],
+            db.session(), get_catalog(), get_keyring(), services().source_hooks, request.args, config["PUBLIC_URL"],
             config["HTTP_TIMEOUT"], config["SECRET_TTL"])
         response = redirect(location, 302)
         # The page the browser lands on must not leak this URL (it held the code) in a Referer.

@@ -1,7 +1,8 @@
 """``GET /v4/source-types`` and ``GET /v4/source-types/{type}``.
 
-Type-level report cards never change while the service runs, so the catalog serialised them once
-at start-up; these views hand out those bytes.
+Type-level report cards never change while the service runs, so each is serialised once (the list
+by the catalog at start-up, a blank card by the presenter on first use); these views hand out
+those bytes.
 """
 
 from flask import Response
@@ -12,6 +13,7 @@ from ..catalog import get_catalog
 from ..errors import NotFound
 from ..extensions import documented_only
 from ..schemas import ApiErrorSchema
+from ..sources.presenter import blank_card_json
 from .schemas import ReportCardSchema, SourceTypeSummarySchema
 
 blueprint = Blueprint(
@@ -46,4 +48,4 @@ class SourceType(MethodView):
         if card is None:
             raise NotFound(f"unknown source type {source_type!r}",
                            details=[{"field": "source_type", "reason": "unknown source type"}])
-        return _json(card.blank_json)
+        return _json(blank_card_json(card))

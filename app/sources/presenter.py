@@ -1,9 +1,11 @@
-"""The Source object of API.md, built from a source row, its type's card and its facts.
+"""The Source object of API.md, built from a source row, its type's card and its facts, and the
+blank report card of a type.
 
-:func:`source_json` serialises it the way the routes send it. A source's report card is the
+:func:`source_json` serialises a source the way the routes send it. A source's report card is the
 type's card with ``provided`` flags and the source's position, so it depends only on the card and
 the facts: it is serialised once per (card, facts) and reused (``setup_error``, when the source is
-broken, is added per source).
+broken, is added per source). A type's blank card (``GET /v4/source-types/{type}``) never changes,
+so it is serialised once per card (:func:`blank_card_json`).
 
 A source whose type has no card (the operator removed it, app/sources/availability.py) is shown
 with an *unavailable* report card: ``{"type", "current_step": null, "current_step_type": null,
@@ -18,8 +20,9 @@ from datetime import datetime
 from functools import lru_cache
 
 from ..catalog.cards import ReportCard
-from ..models import Source
+from ..catalog.frozen import thaw
 from .availability import unavailable_reason
+from .queries import AnySource
 from .schedule import schedule_of
 from .steps import SourceFacts, derive_step
 
@@ -31,7 +34,22 @@ def timestamp(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
-def setup_state(source: Source, card: ReportCard | None) -> str:
+@lru_cache(maxsize=4096)
+def blank_card_json(card: ReportCard) -> bytes:
+    """Where a new source of the type starts: the card's steps, its position and its details."""
+    position = derive_step(card, SourceFacts())
+    return json.dumps({
+        "type": card.type,
+        "current_step": position.number,
+        "current_step_type": position.type,
+        "steps": card.public_steps(),
+        "details": thaw(card.details),
+        "upgrade_available": thaw(card.upgrade_available),
+        **card.handshake_summary(),
+    }, separators=(",", ":")).encode()
+
+
+def setup_state(source: AnySource, card: ReportCard | None) -> str:
     if source.broken_at is not None or card is None:
         return "broken"
     return "connected" if source.connected_at is not None else "incomplete"
@@ -63,7 +81,7 @@ def _unavailable_card_json(source_type: str) -> str:
                    "unavailable": True, "setup_error": unavailable_reason(source_type)})
 
 
-def report_card_json(card: ReportCard | None, source: Source, facts: SourceFacts) -> str:
+def report_card_json(card: ReportCard | None, source: AnySource, facts: SourceFacts) -> str:
     """The source's report card as JSON text: the type's card with ``provided`` flags and the
     source's position, plus ``setup_error`` when the source is broken (or the unavailable card
     when the type has none)."""
@@ -75,7 +93,7 @@ def report_card_json(card: ReportCard | None, source: Source, facts: SourceFacts
     return text
 
 
-def source_json(source: Source, card: ReportCard | None, facts: SourceFacts) -> str:
+def source_json(source: AnySource, card: ReportCard | None, facts: SourceFacts) -> str:
     """The Source object as JSON text, its keys in the order of API.md."""
     head = _dumps({
         "id": source.id,
@@ -99,5 +117,5 @@ def source_json(source: Source, card: ReportCard | None, facts: SourceFacts) -> 
     return f'{head[:-1]},"report_card":{report_card_json(card, source, facts)},{tail[1:]}'
 
 
-def etag(source: Source) -> str:
+def etag(source: AnySource) -> str:
     return f'"{source.id}.{source.version}"'

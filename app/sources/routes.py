@@ -1,4 +1,4 @@
-"""``/v4/sources``: thin views over app/sources/service.py."""
+"""``/v4/sources``: thin views over the read model (queries.py) and the write use cases (writes.py)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from marshmallow import RAISE
 from .. import db
 from ..auth import account_only, current_account_id
 from ..catalog import get_catalog
-from ..connectors.registry import get_connectors
 from ..crypto import get_keyring
-from ..errors import Invalid
+from ..errors import Invalid, Problem
 from ..extensions import documented_only
-from ..models import Source
 from ..schemas import ApiErrorSchema
-from . import service
+from ..wiring import services
+from . import queries, writes
 from .facts import facts_for
 from .presenter import etag, source_json, timestamp
 from .schemas import (
@@ -35,8 +34,8 @@ blueprint = Blueprint("sources", __name__, url_prefix="/v4/sources",
                       description="Sources and where each stands in its configuration.")
 
 
-def change_from(body: dict[str, Any]) -> service.SourceChange:
-    return service.SourceChange(
+def change_from(body: dict[str, Any]) -> writes.SourceChange:
+    return writes.SourceChange(
         display_name=body.get("display_name"),
         name=body.get("name"),
         properties=body.get("properties") or {},
@@ -46,7 +45,7 @@ def change_from(body: dict[str, Any]) -> service.SourceChange:
     )
 
 
-def source_response(source: Source | service.SourceView, status: int = 200, **headers: str) -> Response:
+def source_response(source: queries.SourceView, status: int = 200, **headers: str) -> Response:
     session = db.session()
     catalog = get_catalog()
     card = catalog.get(source.type)
@@ -79,11 +78,10 @@ class Sources(MethodView):
         """Create a source. The same Idempotency-Key and body return the first result."""
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > 255:
-            raise Invalid("Idempotency-Key is longer than 255 characters",
-                          details=[{"field": "Idempotency-Key", "reason": "longer than 255"}])
-        source, replayed = service.create_source(
-            db.session(), get_catalog(), get_keyring(), current_account_id(), body["type"],
-            change_from(body), request.get_json(), key, destinations=get_connectors().destination_problems)
+            raise Invalid.from_problems([Problem("Idempotency-Key", "longer than 255 characters")])
+        source, replayed = writes.create_source(
+            db.session(), get_catalog(), get_keyring(), services().source_hooks, current_account_id(), body["type"],
+            change_from(body), request.get_json(), key)
         headers = {"Location": url_for("sources.SourceById", source_id=source.id)}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -95,7 +93,7 @@ class Sources(MethodView):
     def get(self, args: dict[str, Any]) -> Response:
         """List live sources, newest first: ``?limit=`` (≤100) and ``?cursor=`` from the last page."""
         session = db.session()
-        rows, next_cursor = service.list_sources(session, current_account_id(), args["limit"],
+        rows, next_cursor = queries.list_sources(session, current_account_id(), args["limit"],
                                                  args["cursor"])
         catalog = get_catalog()
         facts = facts_for(session, rows, catalog)
@@ -113,7 +111,7 @@ class SourceById(MethodView):
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     def get(self, source_id: int) -> Response:
         """One source with its report card; poll it to follow the source's progress."""
-        return source_response(service.read_source(db.session(), current_account_id(), source_id))
+        return source_response(queries.read_source(db.session(), current_account_id(), source_id))
 
     @blueprint.arguments(SourceUpdateSchema())
     @blueprint.response(200, SourceSchema)
@@ -124,16 +122,16 @@ class SourceById(MethodView):
                                 "schema": {"type": "string"}}])
     def put(self, body: dict[str, Any], source_id: int) -> Response:
         """Update: given properties are set, null clears one, the rest keep their values."""
-        source = service.update_source(
-            db.session(), get_catalog(), get_keyring(), current_account_id(), source_id,
-            change_from(body), if_match_header(), destinations=get_connectors().destination_problems)
+        source = writes.update_source(
+            db.session(), get_catalog(), get_keyring(), services().source_hooks, current_account_id(), source_id,
+            change_from(body), if_match_header())
         return source_response(source)
 
     @blueprint.response(200, SourceSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     def delete(self, source_id: int) -> Response:
         """Delete (softly): the source disappears from reads and lists."""
-        return source_response(service.delete_source(db.session(), current_account_id(), source_id))
+        return source_response(writes.delete_source(db.session(), current_account_id(), source_id))
 
 
 @blueprint.route("/<int:source_id>/events")
@@ -144,5 +142,5 @@ class SourceEvents(MethodView):
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     def get(self, source_id: int) -> Response:
         """The audit trail of the source, oldest first. Never holds a secret value."""
-        events = service.list_events(db.session(), current_account_id(), source_id)
+        events = queries.list_events(db.session(), current_account_id(), source_id)
         return jsonify([{"type": e.type, "at": timestamp(e.at), "detail": e.detail} for e in events])

@@ -1,7 +1,9 @@
 """Property rules, as plain functions over a report card and plain values.
 
 All rules are checked for all properties of a request before anything is written, and every
-broken rule becomes one entry of ``details``. Messages about a credential never repeat its value.
+broken rule becomes one :class:`~app.errors.Problem` (one entry of ``details``). Messages about a
+credential never repeat its value. The rules a property's value obeys wherever it comes from (the
+request, the OAuth handshake) live here once: :func:`schema_reason` and :func:`changes_immutable`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from jsonschema.exceptions import ValidationError, best_match
 from ..catalog.cards import PropertySpec, ReportCard
 from ..catalog.formats import FORMAT_WORDS
 from ..catalog.patterns import pattern_words
+from ..errors import Problem
 
 # (card, the source's properties as they would be after the change) -> problems: where the
 # connections those properties name would go, refused by the network rules (the connector registry's
 # ``destination_problems``, handed in by the caller so this module stays pure).
-DestinationRule = Callable[[ReportCard, Mapping[str, Any]], list[dict[str, str]]]
+DestinationRule = Callable[[ReportCard, Mapping[str, Any]], list[Problem]]
 
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_$]*$")
 NAME_MAX = 49  # "under 50 characters"
@@ -47,27 +50,33 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def _problem(prop: str, reason: str) -> dict[str, str]:
-    return {"property": prop, "field": f"properties.{prop}", "reason": reason}
+def schema_reason(spec: PropertySpec, value: Any, *, quote_value: bool = True) -> str | None:
+    """Why ``value`` does not fit the property's ``json_schema`` (None: it fits).
 
-
-def _schema_reason(spec: PropertySpec, value: Any) -> str | None:
-    if spec.validator is None:
-        # A null json_schema means "any string" (REPORT_CARDS.md).
-        if spec.json_schema is None and not isinstance(value, str):
-            return f"must be a string, got {_json_type(value)}"
+    A null json_schema means "any string" (REPORT_CARDS.md). jsonschema's messages quote the
+    value; for a credential, or when ``quote_value`` is false, the reason says only what was wrong.
+    """
+    if spec.json_schema is None:
+        return None if isinstance(value, str) else f"must be a string, got {_json_type(value)}"
+    if spec.validator is None:  # {} or true: anything goes
         return None
     error = best_match(spec.validator.iter_errors(value))
     if error is None:
         return None
+    quote_value = quote_value and not spec.is_credential
     where = "".join(f"[{p!r}]" for p in error.absolute_path)
-    words = _error_words(error, value, with_cause=not spec.is_credential)
+    words = _error_words(error, value, with_cause=quote_value)
     if words is not None:
         return f"value{where} {words}" if where else words
-    if spec.is_credential:
-        # jsonschema messages quote the instance; for a credential say only what was wrong.
+    if not quote_value:
         return f"value{where} fails the {error.validator!r} rule of its json_schema"
-    return error.message
+    return str(error.message)
+
+
+def changes_immutable(spec: PropertySpec, stored: Mapping[str, Any], value: Any) -> bool:
+    """Whether setting ``value`` (None: clearing) changes an immutable property the source has
+    (``stored``: its provided values; a credential's stands for a value never compared equal)."""
+    return spec.is_immutable and spec.name in stored and (value is None or value != stored[spec.name])
 
 
 _TYPE_WORDS = {"string": "a string", "integer": "a whole number", "number": "a number",
@@ -88,7 +97,7 @@ def _schema_words(schema: Any) -> str:
         return " or ".join(dict.fromkeys(_schema_words(b) for b in branches))
     declared = schema.get("type")
     if isinstance(declared, list | tuple):
-        return " or ".join(_TYPE_WORDS.get(t, t) for t in declared)
+        return " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in declared)
     return _TYPE_WORDS.get(declared, "a valid value") if isinstance(declared, str) else "a valid value"
 
 
@@ -104,7 +113,8 @@ def _error_words(error: ValidationError, value: Any, *, with_cause: bool) -> str
     if error.validator == "type":
         return f"must be {_schema_words(error.schema)}, got {_json_type(error.instance)}"
     if error.validator == "enum":
-        return "must be one of " + ", ".join(str(v) for v in error.validator_value)
+        allowed = error.validator_value if isinstance(error.validator_value, list | tuple) else ()
+        return "must be one of " + ", ".join(str(v) for v in allowed)
     return None
 
 
@@ -120,7 +130,7 @@ def check_properties(
     incoming: Mapping[str, Any],
     current: Mapping[str, Any],
     destinations: DestinationRule | None = None,
-) -> list[dict[str, str]]:
+) -> list[Problem]:
     """Problems with setting ``incoming`` on a source whose provided values are ``current``.
 
     ``current`` maps provided property names to values (credentials to a sentinel: their values
@@ -128,36 +138,21 @@ def check_properties(
     judges the host and port the resulting properties name (a refused literal address, an absurd
     port), for properties without a problem of their own.
     """
-    problems = _property_problems(card, incoming, current)
-    if destinations is not None and incoming:
-        merged = {**current, **incoming}
-        flagged = {p["property"] for p in problems}
-        problems += [p for p in destinations(card, {k: v for k, v in merged.items() if v is not None})
-                     if p["property"] not in flagged]
+    problems = [Problem.of_property(name, reason) for name, value in incoming.items()
+                if (reason := _property_reason(card, name, value, current)) is not None]
     return problems
 
 
-def _property_problems(card: ReportCard, incoming: Mapping[str, Any],
-                       current: Mapping[str, Any]) -> list[dict[str, str]]:
-    problems: list[dict[str, str]] = []
-    for name, value in incoming.items():
-        spec = card.properties.get(name)
-        if spec is None:
-            problems.append(_problem(name, f"not a property of source type {card.type!r}"))
-            continue
-        if spec.is_read_only:
-            problems.append(_problem(name, "read-only: the service sets it"))
-            continue
-        if spec.property_type == "user_provided_immutable" and name in current:
-            if value is None or value != current[name]:
-                problems.append(_problem(name, "immutable: it cannot change once set"))
-            continue
-        if value is None:
-            continue
-        if isinstance(value, str) and value == "":
-            problems.append(_problem(name, "must not be empty; send null to clear it"))
-            continue
-        reason = _schema_reason(spec, value)
-        if reason is not None:
-            problems.append(_problem(name, reason))
-    return problems
+def _property_reason(card: ReportCard, name: str, value: Any, current: Mapping[str, Any]) -> str | None:
+    spec = card.properties.get(name)
+    if spec is None:
+        return f"not a property of source type {card.type!r}"
+    if spec.is_read_only:
+        return "read-only: the service sets it"
+    if spec.is_immutable and name in current:
+        return "immutable: it cannot change once set" if changes_immutable(spec, current, value) else None
+    if value is None:
+        return None
+    if isinstance(value, str) and value == "":
+        return "must not be empty; send null to clear it"
+    return schema_reason(spec, value)

@@ -10,10 +10,8 @@ selected; ``fully_configured`` never (it is where a finished source stands).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ..catalog.cards import ReportCard, Step
+from ..catalog.cards import CREDENTIAL_STEP_TYPES, ReportCard, Step
 
 
 @dataclass(frozen=True)
@@ -30,13 +28,20 @@ class StepPosition:
 
 
 def step_complete(step: Step, facts: SourceFacts) -> bool:
-    if step.type in ("form", "oauth"):
+    if step.type in CREDENTIAL_STEP_TYPES:
         return all(p.name in facts.provided for p in step.required)
     if step.type == "discover_schema":
         return facts.discovery_succeeded
     if step.type == "field_selection":
         return facts.stream_selected
     return False  # fully_configured is terminal
+
+
+def credential_steps_complete(card: ReportCard, provided: frozenset[str]) -> bool:
+    """Whether every required property of the card's ``form`` and ``oauth`` steps is provided:
+    what a connection check needs before it can run."""
+    facts = SourceFacts(provided=provided)
+    return all(step_complete(step, facts) for step in card.steps if step.type in CREDENTIAL_STEP_TYPES)
 
 
 def derive_step(card: ReportCard, facts: SourceFacts) -> StepPosition:

@@ -61,4 +61,5 @@ def init_app(app: Flask, *, clock: Clock | None = None, http_session: HttpSessio
 
 
 def get_runtime(app: Flask | None = None) -> WebhookRuntime:
-    return (app or current_app).extensions[EXTENSION_KEY]
+    runtime: WebhookRuntime = (app or current_app).extensions[EXTENSION_KEY]
+    return runtime

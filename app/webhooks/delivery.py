@@ -247,7 +247,7 @@ def record_outcome(make_session: sessionmaker[Session], runtime: WebhookRuntime,
         "delivery_id": claimed.delivery_id, "webhook_id": claimed.endpoint_id, "attempt": claimed.attempt,
         "outcome": values["status"], "http_status": outcome.status,
         "error_type": (outcome.error or {}).get("type"), "recorded": bool(recorded)})
-    return values["status"]
+    return str(values["status"])
 
 
 def prune_history(app: Flask) -> int:

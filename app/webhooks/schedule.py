@@ -23,7 +23,7 @@ def retry_delay(failed_attempts: int, rng: Callable[[], float] = random.random) 
     """The wait after the ``failed_attempts``-th failure in a row (1 for the first)."""
     exponent = max(failed_attempts - 1, 0)
     # Capped before the power can grow large: 4^12 × 10 s is already far past 6 h.
-    base = min(FIRST_DELAY * FACTOR ** min(exponent, 12), LONGEST_DELAY)
+    base: timedelta = min(FIRST_DELAY * FACTOR ** min(exponent, 12), LONGEST_DELAY)
     return base * (1 - JITTER + 2 * JITTER * rng())
 
 

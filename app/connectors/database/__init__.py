@@ -35,6 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from ...catalog.cards import ReportCard
+from ...errors import Problem
 from ..base import Availability, ConnectorFailure, DiscoveredStream, SourceTarget
 from ..network import DestinationRefused, NetworkPolicy, host_problem, port_problem
 from . import generic, mysql, postgres
@@ -119,7 +120,7 @@ class DatabaseConnector:
 
     # --- save time --------------------------------------------------------------------------------
 
-    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[dict[str, str]]:
+    def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[Problem]:
         """Hosts and ports no connection can use, and refused literal addresses (a 422 at save)."""
         try:
             section = DatabaseSection.of(card)
@@ -207,5 +208,5 @@ class DatabaseConnector:
             operator_detail=str(error)[:500])
 
 
-def _problem(name: str, reason: str) -> dict[str, str]:
-    return {"property": name, "field": f"properties.{name}", "reason": reason}
+def _problem(name: str, reason: str) -> Problem:
+    return Problem.of_property(name, reason)

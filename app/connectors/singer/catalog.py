@@ -19,11 +19,9 @@ the user's replication choices replace ``replication_method`` / ``replication_ke
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-from ...discovery.catalog import merged_metadata
 from ..base import DiscoveredStream
 
 # The keys of a catalog entry a DiscoveredStream holds in fields of its own; any other key of the
@@ -117,35 +115,3 @@ def standard_metadata(schema: Mapping[str, Any], key_properties: Any) -> list[di
         inclusion = "automatic" if field_name in keys else "available"
         entries.append({"breadcrumb": ["properties", field_name], "metadata": {"inclusion": inclusion}})
     return entries
-
-
-@dataclass(frozen=True)
-class StoredStream:
-    """One stream as the service stores it (app/discovery/models.py:Stream): the discovered entry
-    and the user's selections, ``{json(breadcrumb): {"selected"?, "replication-method"?, …}}``."""
-
-    tap_stream_id: str
-    stream_name: str
-    schema: Mapping[str, Any]
-    discovered_metadata: list[dict[str, Any]]
-    selections: Mapping[str, Any]
-    extra: Mapping[str, Any] = field(default_factory=dict)  # DiscoveredStream.extra
-
-
-def selected_catalog(streams: Iterable[StoredStream]) -> dict[str, Any]:
-    """The catalog to hand a tap (``--catalog``), the user's selections written in."""
-    entries = []
-    for stream in streams:
-        metadata = merged_metadata(stream.discovered_metadata, stream.selections)
-        stream_level = next(e["metadata"] for e in metadata if e["breadcrumb"] == [])
-        entry: dict[str, Any] = {**stream.extra, "tap_stream_id": stream.tap_stream_id,
-                                 "stream": stream.stream_name, "schema": dict(stream.schema), "metadata": metadata}
-        keys = stream_level.get("table-key-properties")
-        if isinstance(keys, list) and "key_properties" not in entry:
-            entry["key_properties"] = keys
-        if stream_level.get("replication-method"):
-            entry["replication_method"] = stream_level["replication-method"]
-        if stream_level.get("replication-key"):
-            entry["replication_key"] = stream_level["replication-key"]
-        entries.append(entry)
-    return {"streams": entries}

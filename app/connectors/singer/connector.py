@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ... import redaction
+from ...catalog.singer_section import SingerSpec, SpecError, parse_spec
 from ..base import Availability, ConnectorFailure, DiscoveredStream, SourceTarget
 from .catalog import CatalogInvalid, catalog_document, parse_catalog
 from .config import ConfigConversionError, tap_config
 from .environments import InstalledTap, TapEnvironments
 from .failures import invalid_output, run_failure
 from .runner import RunLimits, TapMissing, TapRun, run_tap
-from .spec import SingerSpec, SpecError, parse_spec
 
 if TYPE_CHECKING:
     from ...catalog.cards import ReportCard

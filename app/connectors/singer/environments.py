@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .spec import SingerSpec
+from ...catalog.singer_section import SingerSpec
 
 MANIFEST = "manifest.json"
 OUTPUT_TAIL_CHARACTERS = 4000
