@@ -140,6 +140,11 @@ def check_properties(
     """
     problems = [Problem.of_property(name, reason) for name, value in incoming.items()
                 if (reason := _property_reason(card, name, value, current)) is not None]
+    if destinations is not None and incoming:
+        merged = {**current, **incoming}
+        flagged = {p.property for p in problems}
+        problems += [p for p in destinations(card, {k: v for k, v in merged.items() if v is not None})
+                     if p.property not in flagged]
     return problems
 
 
