@@ -281,7 +281,16 @@ def test_an_unmodified_api_process_killed_while_its_update_waits_on_a_table_lock
                 "WHERE n.nspname = current_schema() AND c.relname = 'sources' AND NOT l.granted")).scalar():
             assert time.monotonic() < deadline, "the update never reached its UPDATE of the source"
             time.sleep(0.05)
-        written = assert_write_transaction_open(app)
+        # What the waiting transaction holds: its row lock at least (the update locks the source
+        # row first), and whatever it wrote before its UPDATE of the source, in whichever order
+        # the write use case takes.
+        written = holder.execute(text(
+            "SELECT DISTINCT c.relname || ':' || l.mode FROM pg_locks l "
+            "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND l.granted "
+            "AND l.pid IN (SELECT pid FROM pg_locks WHERE relation = 'sources'::regclass AND NOT granted) "
+            "ORDER BY 1")).scalars().all()
+        assert written, "the waiting update holds no lock: it is not inside its transaction"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         holder.rollback()  # releases the table lock
