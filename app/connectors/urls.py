@@ -79,13 +79,11 @@ def _escaped(value: str, before: str, after: str) -> str:
     if not before:
         return _whole_url(value)
     scheme, sep, rest = before.partition("://")
-    if not sep:
-        if ":" in scheme and not any(c in scheme for c in "/?#"):
-            raise UrlValueRefused("scheme", "is not taken from a value", value)
-        rest = None  # a relative reference (a request's ``path``): no authority
-    if rest is not None and not any(c in rest for c in "/?#"):
+    if sep and not any(c in rest for c in "/?#"):
         return _in_authority(value, rest, after)
-    tail = rest if rest is not None else before
+    if not sep and ":" in scheme and not any(c in scheme for c in "/?#"):
+        raise UrlValueRefused("scheme", "is not taken from a value", value)
+    tail = rest if sep else before  # without '://', a relative reference (a request's ``path``)
     if "#" in tail or "?" in tail:
         return quote(value, safe="")
     return _path_segment(value, tail, after)
