@@ -1,10 +1,31 @@
-"""The flask-smorest Api: routes, schemas and the generated OpenAPI document."""
+"""The flask-smorest Api: routes, schemas and the generated OpenAPI document.
+
+**Every operation lists the statuses it really answers, and no catch-all ``default``.** The
+statuses every route shares come from one rule, :class:`CommonResponses`, applied to each operation
+as it enters the document, from what the route declares:
+
+* 400 ``malformed_request``: every operation (a NUL or a non-ASCII id in the path or query, a body
+  that is not JSON);
+* 401: an operation that needs a token (all but those documented with ``security=[]``, see
+  app/auth.py ``public``);
+* 403: a view guarded by ``operator_only`` / ``account_only`` (app/auth.py marks them);
+* 404: an operation with a path parameter;
+* 413 and 415: an operation with a request body; 422: one with a body or query parameters;
+* 429: an operation under ``/v4`` that needs a token (``CONNECT_RATE_LIMIT``, app/ratelimit.py).
+
+Anything else a route can answer (a 409 of its rule, a 403 it raises itself, a 202, a 302) it
+declares with flask-smorest's ``@blp.alt_response(409, schema=ApiErrorSchema, description=…)``
+(or ``@blp.response``). A new route gets the common statuses by being a route; the fuzz test
+(tests/test_fuzz_openapi.py) fails on any status an operation answers but does not list.
+"""
 
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from typing import Any
 
+from apispec import BasePlugin
 from flask import Flask
 from flask_smorest import Api
 
@@ -32,14 +53,63 @@ API_SETTINGS = {
 }
 
 
+# The attribute app/auth.py sets on a view that refuses a kind of caller (403).
+REFUSES_SOME_CALLERS = "connect_refuses_some_callers"
+_BODY_METHODS = ("post", "put", "patch")
+
+
 class ConnectApi(Api):
-    # Errors flask-smorest documents on its own (422 from arguments, the default) use our shape.
+    # Errors flask-smorest documents on its own (422 from arguments) use our shape.
     ERROR_SCHEMA = ApiErrorSchema
+    # No catch-all: an operation lists what it answers (see the module docstring).
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+
+class CommonResponses(BasePlugin):
+    """Adds to each operation the error statuses it shares with others (the module docstring)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
+                         **kwargs: Any) -> None:
+        rule = kwargs.get("rule")
+        view = self.app.view_functions.get(rule.endpoint) if rule is not None else None
+        for method, operation in (operations or {}).items():
+            responses = operation.setdefault("responses", {})
+            for status in common_statuses(path or "", method, operation, view):
+                responses.setdefault(str(status), HTTPStatus(status).name)
+
+
+def common_statuses(path: str, method: str, operation: Mapping[str, Any], view: Any) -> list[int]:
+    parameters = operation.get("parameters", [])
+    in_query = any(isinstance(p, Mapping) and p.get("in") == "query" for p in parameters)
+    has_body = "requestBody" in operation or method in _BODY_METHODS and bool(operation.get("requestBody"))
+    secured = operation.get("security") != []
+    statuses = [400]
+    if secured:
+        statuses.append(401)
+    if secured and _refuses_some_callers(view, method):
+        statuses.append(403)
+    if "{" in path:
+        statuses.append(404)
+    if has_body:
+        statuses += [413, 415]
+    if has_body or in_query:
+        statuses.append(422)
+    if secured and path.startswith("/v4/"):
+        statuses.append(429)
+    return statuses
+
+
+def _refuses_some_callers(view: Any, method: str) -> bool:
+    handler = getattr(getattr(view, "view_class", None), method, None)
+    return any(getattr(f, REFUSES_SOME_CALLERS, False) for f in (view, handler) if f is not None)
 
 
 def create_api(app: Flask) -> Api:
     """One Api per app, so tests can build as many apps as they like."""
-    return ConnectApi(app)
+    return ConnectApi(app, spec_kwargs={"extra_plugins": [CommonResponses(app)]})
 
 
 def documented_only(view: Callable[..., Any]) -> Callable[..., Any]:
