@@ -56,6 +56,7 @@ API_SETTINGS = {
 # The attribute app/auth.py sets on a view that refuses a kind of caller (403).
 REFUSES_SOME_CALLERS = "connect_refuses_some_callers"
 _BODY_METHODS = ("post", "put", "patch")
+NUL_FREE = "^[^\\x00]*$"
 
 
 class ConnectApi(Api):
@@ -76,9 +77,36 @@ class CommonResponses(BasePlugin):
         rule = kwargs.get("rule")
         view = self.app.view_functions.get(rule.endpoint) if rule is not None else None
         for method, operation in (operations or {}).items():
+            for parameter in operation.get("parameters", []):
+                if isinstance(parameter, dict) and isinstance(parameter.get("schema"), dict):
+                    text_without_nul(parameter["schema"])
             responses = operation.setdefault("responses", {})
             for status in common_statuses(path or "", method, operation, view):
                 responses.setdefault(str(status), HTTPStatus(status).name)
+
+
+    def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        # ``definition`` is the marshmallow plugin's conversion (apispec hands each plugin the last's).
+        return text_without_nul(definition)
+
+
+def text_without_nul(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every string of a schema refuses NUL, as app/request_checks.py does for every request (a
+    400): a string is ``pattern: ^[^\\x00]*$`` unless it already has an enum, pattern or format."""
+    if schema.get("type") == "string" and not {"enum", "pattern", "format"} & set(schema):
+        schema["pattern"] = NUL_FREE
+    for key in ("properties", "patternProperties"):
+        for child in (schema.get(key) or {}).values():
+            if isinstance(child, dict):
+                text_without_nul(child)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            text_without_nul(schema[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        for child in schema.get(key) or []:
+            if isinstance(child, dict):
+                text_without_nul(child)
+    return schema
 
 
 def common_statuses(path: str, method: str, operation: Mapping[str, Any], view: Any) -> list[int]:
@@ -108,8 +136,13 @@ def _refuses_some_callers(view: Any, method: str) -> bool:
 
 
 def create_api(app: Flask) -> Api:
-    """One Api per app, so tests can build as many apps as they like."""
-    return ConnectApi(app, spec_kwargs={"extra_plugins": [CommonResponses(app)]})
+    """One Api per app, so tests can build as many apps as they like. A URL converter of the app
+    with an ``openapi_schema`` method documents its path parameters with it."""
+    api = ConnectApi(app, spec_kwargs={"extra_plugins": [CommonResponses(app)]})
+    for converter in set(app.url_map.converters.values()):
+        if callable(getattr(converter, "openapi_schema", None)):
+            api.register_converter(converter, converter.openapi_schema)
+    return api
 
 
 def documented_only(view: Callable[..., Any]) -> Callable[..., Any]:

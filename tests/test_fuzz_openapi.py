@@ -59,7 +59,8 @@ OAUTH_TYPE = "platform.hubspot"
 FUZZ_SECRET_ID = "sid_fuzz_" + "0" * 32
 
 CONFIG = SchemathesisConfig.from_dict({"checks": {
-    "positive_data_acceptance": {"enabled": False},
+    "status_code_conformance": {"enabled": True},
+    "positive_data_acceptance": {"enabled": True},
     # 413 is how this service refuses a body over CONNECT_MAX_BODY_BYTES; the rest is the default.
     "negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422,
                                                       428, 429]},

@@ -93,7 +93,7 @@ class CredentialsSpec(MethodView):
         return apps.configuration_spec(card, handshake.callback_url(current_app.config["PUBLIC_URL"]))
 
 
-@blueprint.route("/credentials/<string:source_type>")
+@blueprint.route("/credentials/<source_type:source_type>")
 class CredentialsByType(MethodView):
     @blueprint.response(204)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
