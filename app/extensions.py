@@ -140,8 +140,9 @@ def create_api(app: Flask) -> Api:
     with an ``openapi_schema`` method documents its path parameters with it."""
     api = ConnectApi(app, spec_kwargs={"extra_plugins": [CommonResponses(app)]})
     for converter in set(app.url_map.converters.values()):
-        if callable(getattr(converter, "openapi_schema", None)):
-            api.register_converter(converter, converter.openapi_schema)
+        document = getattr(converter, "openapi_schema", None)
+        if callable(document):
+            api.register_converter(converter, document)
     return api
 
 

@@ -97,6 +97,8 @@ class CredentialsSpec(MethodView):
 class CredentialsByType(MethodView):
     @blueprint.response(204)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
+    @blueprint.alt_response(405, schema=ApiErrorSchema, description="source_type 'spec': that path is "
+                            "GET /v4/oauth/credentials/spec")
     def delete(self, source_type: str) -> None:
         """Remove the caller's app for the type (sources keep the credentials they already have)."""
         apps.delete_app(db.session(), current_principal(), source_type)
