@@ -275,3 +275,16 @@ def test_at_check_time_a_refused_value_is_a_configuration_error(app):
     context = context_of(card, {"subdomain": "evil.example#", "port": "80", "api_key": "k"}, 1, 1, "s")
     with pytest.raises(AuthConfigurationError, match=r"api\.base_url: a value in the host"):
         request_arguments(card, card.api.check, context)
+
+
+def test_an_update_is_judged_the_same_way(app, client, account, recorders):
+    named, decoy = recorders
+    created = _check(app, client, account, _properties(named))
+    assert created.status_code == 201
+    named.seen.clear()
+    response = client.put(f"/v4/sources/{created.get_json()['id']}", headers=account.headers,
+                          json={"properties": {"subdomain": f"127.0.0.1:{decoy.port}/ssrf?x="}})
+    error = assert_error(response, 422, "invalid_properties")
+    assert error["details"][0]["field"] == "properties.subdomain"
+    run_jobs(app)
+    assert named.seen == [] and decoy.seen == []
