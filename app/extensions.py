@@ -55,7 +55,6 @@ API_SETTINGS = {
 
 # The attribute app/auth.py sets on a view that refuses a kind of caller (403).
 REFUSES_SOME_CALLERS = "connect_refuses_some_callers"
-_BODY_METHODS = ("post", "put", "patch")
 NUL_FREE = "^[^\\x00]*$"
 
 
@@ -67,7 +66,8 @@ class ConnectApi(Api):
 
 
 class CommonResponses(BasePlugin):
-    """Adds to each operation the error statuses it shares with others (the module docstring)."""
+    """Adds to each operation the error statuses it shares with others (the module docstring), and
+    to every string of a request the NUL the service refuses (:func:`text_without_nul`)."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -83,7 +83,6 @@ class CommonResponses(BasePlugin):
             responses = operation.setdefault("responses", {})
             for status in common_statuses(path or "", method, operation, view):
                 responses.setdefault(str(status), HTTPStatus(status).name)
-
 
     def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         # ``definition`` is the marshmallow plugin's conversion (apispec hands each plugin the last's).
@@ -112,7 +111,7 @@ def text_without_nul(schema: dict[str, Any]) -> dict[str, Any]:
 def common_statuses(path: str, method: str, operation: Mapping[str, Any], view: Any) -> list[int]:
     parameters = operation.get("parameters", [])
     in_query = any(isinstance(p, Mapping) and p.get("in") == "query" for p in parameters)
-    has_body = "requestBody" in operation or method in _BODY_METHODS and bool(operation.get("requestBody"))
+    has_body = "requestBody" in operation
     secured = operation.get("security") != []
     statuses = [400]
     if secured:
