@@ -223,12 +223,25 @@ def taps_install(types: tuple[str, ...], every: bool, jobs: int) -> None:
         for source_type, tap, error in pool.map(install, specs.items()):
             if tap is not None:
                 click.echo(f"{source_type}: installed {tap.package} {tap.version} in {tap.environment}")
+                _recheck_waiting(source_type)
             elif error is not None:
                 failed += 1
                 click.echo(f"{source_type}: FAILED: {error}\n{error.output}", err=True)
     click.echo(f"{len(specs) - failed} installed, {failed} failed")
     if failed:
         sys.exit(1)
+
+
+def _recheck_waiting(source_type: str) -> None:
+    """Queue a check for the type's sources whose check failed because the tap was not installed."""
+    from . import db
+    from .connectors.singer.connector import NOT_INSTALLED
+    from .discovery.service import recheck_waiting
+
+    with db.get_db().Session() as session:
+        queued = recheck_waiting(session, source_type, NOT_INSTALLED)
+    if queued:
+        click.echo(f"{source_type}: {len(queued)} source(s) waiting for this tap queued for a check")
 
 
 @taps.command("list")
@@ -267,3 +280,30 @@ def taps_remove(types: tuple[str, ...]) -> None:
     for source_type in types:
         removed = environments.remove(source_type)
         click.echo(f"{source_type}: {'removed' if removed else 'was not installed'}")
+
+
+@connect_cli.command("export-source")
+@click.argument("source_id", type=int)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@with_appcontext
+def export_source(source_id: int, directory: Path) -> None:
+    """Write a fully configured source's tap config (credentials in clear) and catalog into
+    DIRECTORY, for a pipeline host to run ``tap --config config.json --catalog catalog.json``.
+
+    The one way credentials leave the service in clear: the files are 0600 and the export is
+    recorded as a ``source_exported`` event of the source."""
+    from . import db
+    from .catalog import get_catalog
+    from .crypto import get_keyring
+    from .discovery.export import export_source as export
+    from .errors import ApiError
+
+    with db.get_db().Session() as session:
+        try:
+            written = export(session, get_catalog(), get_keyring(), source_id, directory)
+        except ApiError as error:
+            click.echo(f"source {source_id} not exported: {error}", err=True)
+            sys.exit(1)
+    for path in written:
+        click.echo(f"wrote {path} (mode 0600)")
+    click.echo("it holds the source's credentials in clear: keep it on the pipeline host only")

@@ -50,8 +50,10 @@ class ConfigChange:
     """What a tap changed in its config file during one run of one source's configuration.
 
     ``properties``: changed values by the card's property name (a rotated ``refresh_token``);
+    ``given``: the values the run was given for those properties (what a stored value must still
+    be for the change to replace it); ``credentials``: which of them are credentials of the card;
     ``other_keys``: changed config keys that are no property of the card (a cached access token).
-    Both hold secrets: never log them.
+    All hold secrets: never log them.
     """
 
     source_id: int
@@ -59,6 +61,8 @@ class ConfigChange:
     config_generation: int
     properties: Mapping[str, Any] = field(repr=False)
     other_keys: Mapping[str, Any] = field(repr=False)
+    given: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    credentials: frozenset[str] = frozenset()
 
 
 ConfigChangeSink = Callable[[ConfigChange], None]
@@ -86,9 +90,12 @@ def spec_for(card: ReportCard) -> SingerSpec:
     return spec
 
 
+NOT_INSTALLED = "connector_not_installed"
+
+
 def not_installed(card: ReportCard) -> ConnectorFailure:
     return ConnectorFailure(
-        "connector_not_installed",
+        NOT_INSTALLED,
         f"The connector for {card.display_name} is not installed on this deployment; an operator can "
         f"install it with `flask connect taps install {card.type}`.", fixed_by="operator")
 
@@ -103,6 +110,9 @@ class SingerConnector:
         self.on_config_change = on_config_change
         self.check_address = check_address
         self._catalogs: OrderedDict[tuple[int, int], list[DiscoveredStream]] = OrderedDict()
+        # What a run of a configuration rotated, for the next run of the same job (a ``--test``
+        # that rotated, then ``--discover``), which must not send the spent value again.
+        self._rotated: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -131,6 +141,8 @@ class SingerConnector:
         return Availability(True)
 
     def check(self, target: SourceTarget) -> None:
+        with self._lock:  # a job starts from the stored values: a run elsewhere may have rotated since
+            self._rotated.pop((target.source_id, target.config_generation), None)
         spec, tap = self._ready(target.card)
         if spec.tests_connection:
             self._run(target, spec, tap, ["--test"])
@@ -144,10 +156,14 @@ class SingerConnector:
     def discover(self, target: SourceTarget) -> list[DiscoveredStream]:
         with self._lock:
             remembered = self._catalogs.pop((target.source_id, target.config_generation), None)
-        if remembered is not None:
-            return remembered
-        spec, tap = self._ready(target.card)
-        return self._discovered(target, spec, tap)
+        try:
+            if remembered is not None:
+                return remembered
+            spec, tap = self._ready(target.card)
+            return self._discovered(target, spec, tap)
+        finally:  # the job's last run: the next job reads what was stored
+            with self._lock:
+                self._rotated.pop((target.source_id, target.config_generation), None)
 
     def _ready(self, card: ReportCard) -> tuple[SingerSpec, InstalledTap]:
         spec = spec_for(card)
@@ -166,8 +182,11 @@ class SingerConnector:
     def _run(self, target: SourceTarget, spec: SingerSpec, tap: InstalledTap, arguments: list[str]) -> TapRun:
         """One run of the tap for the target; a failed run raises, after its config changes are handed on."""
         self._check_addresses(target, spec)
+        key = (target.source_id, target.config_generation)
+        with self._lock:
+            properties = {**target.properties, **self._rotated.get(key, {})}
         try:
-            config = tap_config(spec.config, target.properties)
+            config = tap_config(spec.config, properties)
         except ConfigConversionError as error:
             raise ConnectorFailure("invalid_configuration", str(error), fixed_by="user") from None
         try:
@@ -176,7 +195,7 @@ class SingerConnector:
         except TapMissing:
             raise not_installed(target.card) from None
         if run.config_changes:
-            self._hand_on(target, spec, run.config_changes)
+            self._hand_on(target, spec, properties, run.config_changes)
         if not run.succeeded:
             raise run_failure(run, f"{spec.executable} {' '.join(arguments)}")
         return run
@@ -205,7 +224,8 @@ class SingerConnector:
             max_memory_bytes=own.max_memory_bytes or self.limits.max_memory_bytes,
             stderr_tail_bytes=self.limits.stderr_tail_bytes)
 
-    def _hand_on(self, target: SourceTarget, spec: SingerSpec, changes: Mapping[str, Any]) -> None:
+    def _hand_on(self, target: SourceTarget, spec: SingerSpec, given: Mapping[str, Any],
+                 changes: Mapping[str, Any]) -> None:
         for value in changes.values():
             redaction.remember(value)
         properties: dict[str, Any] = {}
@@ -216,7 +236,15 @@ class SingerConnector:
                 properties[name] = value
             else:
                 others[key] = value
-        change = ConfigChange(target.source_id, target.account_id, target.config_generation, properties, others)
+        card_properties = target.card.properties
+        change = ConfigChange(target.source_id, target.account_id, target.config_generation, properties, others,
+                              given={name: given.get(name) for name in properties},
+                              credentials=frozenset(n for n in properties if card_properties[n].is_credential))
+        with self._lock:
+            run_of = (target.source_id, target.config_generation)
+            self._rotated[run_of] = {**self._rotated.get(run_of, {}), **properties}
+            while len(self._rotated) > REMEMBERED_CATALOGS:
+                self._rotated.popitem(last=False)
         if self.on_config_change is None:
             log.warning("tap changed its config but nothing stores the change", extra={
                 "source_id": target.source_id, "keys": sorted(changes)})
