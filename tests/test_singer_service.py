@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import stat
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,8 +42,8 @@ from .singer_support import (  # noqa: F401  (fixtures)
     fake_singer_section,
     fake_tap_installed,
     singer_document,
-    target,
     taps,
+    target,
 )
 from .test_discovery import run_jobs, step
 from .test_service_basics import assert_error
