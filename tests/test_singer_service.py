@@ -160,6 +160,11 @@ def test_a_type_whose_tap_is_missing_waits_and_is_rechecked_once_installed(singe
     assert not availability.configurable and f"flask connect taps install {LATER_TYPE}" in availability.reason
     with singer_app.test_request_context():  # what the hosted connect page shows for the type
         assert "not installed" in connect_availability(get_catalog().get(LATER_TYPE)).reason
+    card = api.get(f"/v4/source-types/{LATER_TYPE}", headers=account.headers).get_json()
+    assert card["availability"]["configurable"] is False
+    assert f"flask connect taps install {LATER_TYPE}" in card["availability"]["reason"]
+    installed_card = api.get(f"/v4/source-types/{FAKE_TYPE}", headers=account.headers).get_json()
+    assert installed_card["availability"] == {"configurable": True, "reason": None}
 
     run_jobs(singer_app)
     check = last_check(api, account, source_id)
@@ -171,8 +176,8 @@ def test_a_type_whose_tap_is_missing_waits_and_is_rechecked_once_installed(singe
     assert installed.exit_code == 0, installed.output
     assert "1 source(s) waiting for this tap queued for a check" in installed.output
     assert last_check(api, account, source_id)["status"] == "queued"
-    with singer_app.app_context():
-        assert get_connectors(singer_app).availability(get_catalog().get(LATER_TYPE)).configurable
+    assert api.get(f"/v4/source-types/{LATER_TYPE}", headers=account.headers).get_json()["availability"][
+        "configurable"] is True
     run_jobs(singer_app)
     assert step(api, account, source_id) == "field_selection", last_check(api, account, source_id)
 
