@@ -165,10 +165,13 @@ def taps() -> None:
 
 
 def _tap_environments() -> TapEnvironments:
-    from .connectors.singer.environments import TapEnvironments
+    """The taps directory of the app's Singer connector (one home for where taps live)."""
+    from .connectors.registry import get_connectors
+    from .connectors.singer.connector import SingerConnector
 
-    root = current_app.config.get("TAPS_DIR") or Path(current_app.instance_path) / "taps"
-    return TapEnvironments(root)
+    singer = get_connectors().of_kind("singer")
+    assert isinstance(singer, SingerConnector)  # create_app registers it (app/connectors/registry.py)
+    return singer.environments
 
 
 def _declared_specs(types: tuple[str, ...], every: bool) -> dict[str, SingerSpec]:

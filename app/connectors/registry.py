@@ -47,6 +47,9 @@ class Connectors:
     def for_card(self, card: ReportCard) -> Connector | None:
         return self._by_kind.get(card.connector) if card.connector else None
 
+    def of_kind(self, kind: str) -> Connector | None:
+        return self._by_kind.get(kind)
+
     def availability(self, card: ReportCard) -> Availability:
         connector = self.for_card(card)
         if connector is None:
