@@ -9,6 +9,7 @@ pipeline host runs the tap with."""
 from __future__ import annotations
 
 import json
+import secrets
 import stat
 from collections.abc import Iterator
 from typing import Any
@@ -77,7 +78,7 @@ def api(singer_app: Flask) -> FlaskClient:
 
 def create(api: FlaskClient, account, source_type: str, **properties: Any) -> int:  # type: ignore[no-untyped-def]
     response = api.post("/v4/sources", headers=account.headers, json={
-        "type": source_type, "display_name": "CRM", "properties": {"username": "ada", "password": "pw", **properties}})
+        "type": source_type, "display_name": f"CRM {secrets.token_hex(3)}", "properties": {"username": "ada", "password": "pw", **properties}})
     assert response.status_code == 201, response.get_json()
     return response.get_json()["id"]
 
@@ -155,6 +156,7 @@ def test_the_catalog_route_is_documented_with_the_statuses_it_answers(api):
 
 def test_a_type_whose_tap_is_missing_waits_and_is_rechecked_once_installed(singer_app, api, account):
     source_id = create(api, account, LATER_TYPE)
+    deleted_id = create(api, account, LATER_TYPE)
     with singer_app.app_context():
         availability = get_connectors(singer_app).availability(get_catalog().get(LATER_TYPE))
     assert not availability.configurable and f"flask connect taps install {LATER_TYPE}" in availability.reason
@@ -171,6 +173,7 @@ def test_a_type_whose_tap_is_missing_waits_and_is_rechecked_once_installed(singe
     assert (check["status"], check["error"]["type"]) == ("failed", "connector_not_installed")
     assert f"flask connect taps install {LATER_TYPE}" in check["error"]["message"]
     assert step(api, account, source_id) == "discover_schema"
+    assert api.delete(f"/v4/sources/{deleted_id}", headers=account.headers).status_code in (200, 204)
 
     installed = cli(singer_app, "taps", "install", LATER_TYPE)
     assert installed.exit_code == 0, installed.output
