@@ -78,7 +78,8 @@ def api(singer_app: Flask) -> FlaskClient:
 
 def create(api: FlaskClient, account, source_type: str, **properties: Any) -> int:  # type: ignore[no-untyped-def]
     response = api.post("/v4/sources", headers=account.headers, json={
-        "type": source_type, "display_name": f"CRM {secrets.token_hex(3)}", "properties": {"username": "ada", "password": "pw", **properties}})
+        "type": source_type, "display_name": f"CRM {secrets.token_hex(3)}",
+        "properties": {"username": "ada", "password": "pw", **properties}})
     assert response.status_code == 201, response.get_json()
     return response.get_json()["id"]
 
