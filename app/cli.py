@@ -297,13 +297,17 @@ def export_source(source_id: int, directory: Path) -> None:
     recorded as a ``source_exported`` event of the source."""
     from . import db
     from .catalog import get_catalog
+    from .connectors.registry import get_connectors
+    from .connectors.singer.connector import SingerConnector
     from .crypto import get_keyring
     from .discovery.export import export_source as export
     from .errors import ApiError
 
+    singer = get_connectors().of_kind("singer")
+    assert isinstance(singer, SingerConnector)  # create_app registers it (app/connectors/registry.py)
     with db.get_db().Session() as session:
         try:
-            written = export(session, get_catalog(), get_keyring(), source_id, directory)
+            written = export(session, get_catalog(), get_keyring(), singer, source_id, directory)
         except ApiError as error:
             click.echo(f"source {source_id} not exported: {error}", err=True)
             sys.exit(1)

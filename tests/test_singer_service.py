@@ -23,8 +23,9 @@ from app import create_app
 from app.catalog import get_catalog
 from app.cli import connect_cli
 from app.connect.forms import availability as connect_availability
+from app.connectors.base import ConnectorFailure
 from app.connectors.registry import get_connectors
-from app.connectors.singer.connector import ConfigChange
+from app.connectors.singer.connector import ConfigChange, spec_for
 from app.connectors.singer.rotation import RotatedProperties
 from app.connectors.singer.runner import RunLimits, run_tap
 from app.crypto import get_keyring
@@ -260,9 +261,33 @@ def test_export_source_writes_the_pipelines_files_privately_and_audited(singer_a
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     config = json.loads(config_file.read_text())
     assert (config["username"], config["password"], config["new_refresh_token"]) == ("ada", password, ROTATED)
+    assert config["user_agent"] == singer_app.config["TAP_USER_AGENT"]  # as the tap is given it
     assert json.loads(catalog_file.read_text()) == api.get(f"/v4/sources/{source_id}/catalog",
                                                            headers=account.headers).get_json()
     [exported] = events(singer_app, source_id, "source_exported")
     assert exported == {"directory": str(target_dir.resolve()), "files": ["config.json", "catalog.json"],
                         "streams": 2}
     assert password not in json.dumps(exported)
+
+
+@pytest.mark.parametrize(("missing", "error_type", "fixed_by", "named"), [
+    ("['refresh_token']", "missing_properties", "user", "'refresh_token'"),
+    ("['refresh_token', 'region']", "tap_config_incomplete", "operator", "'region'"),
+])
+def test_a_tap_missing_config_keys_says_which_and_who_gives_them(taps, missing, error_type, fixed_by,  # noqa: F811
+                                                                named):
+    card = fake_card()
+    message = f"Exception: Config is missing required keys: {missing}"
+    source = target(card, {"mode": "stderr_message", "message": message, "username": "ada", "password": "pw"})
+    with pytest.raises(ConnectorFailure) as failed:
+        connector(taps).check(source)
+    assert (failed.value.error_type, failed.value.fixed_by) == (error_type, fixed_by)
+    assert named in failed.value.message
+
+
+def test_every_tap_is_given_the_deployments_user_agent_unless_the_card_sets_one(taps):  # noqa: F811
+    singer = connector(taps)
+    plain = fake_card()
+    assert singer.tap_config(spec_for(plain), {"username": "ada"})["user_agent"] == singer.user_agent
+    own = fake_card(config={"fixed": {"user_agent": "acme-pipeline"}})
+    assert singer.tap_config(spec_for(own), {"username": "ada"})["user_agent"] == "acme-pipeline"

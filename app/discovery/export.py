@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from ..catalog import Catalog
 from ..catalog.singer_section import parse_spec
-from ..connectors.singer.config import ConfigConversionError, tap_config
+from ..connectors.singer.config import ConfigConversionError
+from ..connectors.singer.connector import SingerConnector
 from ..crypto import Keyring
 from ..db import begin_write
 from ..errors import Conflict, NotFound
@@ -35,8 +36,10 @@ log = logging.getLogger("connect.export")
 CONFIG_FILE, CATALOG_FILE = "config.json", "catalog.json"
 
 
-def export_source(session: Session, catalog: Catalog, keyring: Keyring, source_id: int, directory: Path) -> list[Path]:
-    """Write the source's tap config and catalog into ``directory``; the paths written."""
+def export_source(session: Session, catalog: Catalog, keyring: Keyring, singer: SingerConnector, source_id: int,
+                  directory: Path) -> list[Path]:
+    """Write the source's tap config (as ``singer`` gives it to the tap) and catalog into
+    ``directory``; the paths written."""
     with session.begin():
         found = session.get(Source, source_id)
         if found is None or found.deleted_at is not None:
@@ -47,7 +50,7 @@ def export_source(session: Session, catalog: Catalog, keyring: Keyring, source_i
     try:
         with begin_write(session):
             source = session.get_one(Source, source_id, with_for_update=True)
-            config = _config(catalog, source, keyring)
+            config = _config(catalog, source, keyring, singer)
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             for name, document in ((CONFIG_FILE, config), (CATALOG_FILE, handed_over)):
                 written.append(_write_private(directory / name, document))
@@ -63,13 +66,13 @@ def export_source(session: Session, catalog: Catalog, keyring: Keyring, source_i
     return written
 
 
-def _config(catalog: Catalog, source: Source, keyring: Keyring) -> dict[str, Any]:
+def _config(catalog: Catalog, source: Source, keyring: Keyring, singer: SingerConnector) -> dict[str, Any]:
     card = catalog.get(source.type)
     if card is None or card.singer is None:
         raise Conflict(f"source type {source.type} has no Singer tap: there is no tap config to export",
                        type="not_exportable")
     try:
-        return tap_config(parse_spec(card.singer).config, decrypted_properties(keyring, source))
+        return singer.tap_config(parse_spec(card.singer), decrypted_properties(keyring, source))
     except ConfigConversionError as error:
         raise Conflict(str(error), type="not_exportable") from None
 

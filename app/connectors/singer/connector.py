@@ -35,7 +35,7 @@ from ..base import Availability, ConnectorFailure, DiscoveredStream, SourceTarge
 from .catalog import CatalogInvalid, catalog_document, parse_catalog
 from .config import ConfigConversionError, tap_config
 from .environments import InstalledTap, TapEnvironments
-from .failures import invalid_output, run_failure
+from .failures import incomplete_config, invalid_output, missing_config_keys, run_failure
 from .runner import RunLimits, TapMissing, TapRun, run_tap
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("connect.singer")
 REMEMBERED_CATALOGS = 64
+DEFAULT_USER_AGENT = "connect (Singer tap runner)"
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,11 @@ class SingerConnector:
     kind = "singer"
 
     def __init__(self, environments: TapEnvironments, limits: RunLimits, *,
-                 on_config_change: ConfigChangeSink | None = None, check_address: AddressCheck | None = None) -> None:
+                 on_config_change: ConfigChangeSink | None = None, check_address: AddressCheck | None = None,
+                 user_agent: str = DEFAULT_USER_AGENT) -> None:
         self.environments = environments
         self.limits = limits
+        self.user_agent = user_agent
         self.on_config_change = on_config_change
         self.check_address = check_address
         self._catalogs: OrderedDict[tuple[int, int], list[DiscoveredStream]] = OrderedDict()
@@ -125,7 +128,8 @@ class SingerConnector:
         limits = RunLimits(timeout=float(config.get("TAP_TIMEOUT", 300.0)),
                            max_output_bytes=int(config.get("TAP_MAX_OUTPUT_BYTES", 64 * 1024 * 1024)),
                            max_memory_bytes=memory_mb * 1024 * 1024 if memory_mb > 0 else None)
-        return cls(TapEnvironments(root), limits, on_config_change=on_config_change, check_address=check_address)
+        return cls(TapEnvironments(root), limits, on_config_change=on_config_change, check_address=check_address,
+                   user_agent=str(config.get("TAP_USER_AGENT") or DEFAULT_USER_AGENT))
 
     def availability(self, card: ReportCard) -> Availability:
         try:
@@ -186,7 +190,7 @@ class SingerConnector:
         with self._lock:
             properties = {**target.properties, **self._rotated.get(key, {})}
         try:
-            config = tap_config(spec.config, properties)
+            config = self.tap_config(spec, properties)
         except ConfigConversionError as error:
             raise ConnectorFailure("invalid_configuration", str(error), fixed_by="user") from None
         try:
@@ -197,8 +201,18 @@ class SingerConnector:
         if run.config_changes:
             self._hand_on(target, spec, properties, run.config_changes)
         if not run.succeeded:
-            raise run_failure(run, f"{spec.executable} {' '.join(arguments)}")
+            what = f"{spec.executable} {' '.join(arguments)}"
+            missing = missing_config_keys(run.stderr_tail) if run.returncode else []
+            if missing:
+                names = {key: spec.config.property_for(key) for key in missing}
+                raise incomplete_config(run, what, missing, {key: name if name in target.card.properties else None
+                                                             for key, name in names.items()})
+            raise run_failure(run, what)
         return run
+
+    def tap_config(self, spec: SingerSpec, properties: Mapping[str, Any]) -> dict[str, Any]:
+        """The config a run of the tap is given (and ``export-source`` writes) for these properties."""
+        return tap_config(spec.config, properties, defaults={"user_agent": self.user_agent})
 
     def _check_addresses(self, target: SourceTarget, spec: SingerSpec) -> None:
         """Refuse to run a tap pointed at an address the deployment's network rules forbid."""
