@@ -237,12 +237,19 @@ def taps_install(types: tuple[str, ...], every: bool, jobs: int) -> None:
 
 def _recheck_waiting(source_type: str) -> None:
     """Queue a check for the type's sources whose check failed because the tap was not installed."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from . import db
     from .connectors.singer.connector import NOT_INSTALLED
     from .discovery.service import recheck_waiting
 
-    with db.get_db().Session() as session:
-        queued = recheck_waiting(session, source_type, NOT_INSTALLED)
+    try:
+        with db.get_db().Session() as session:
+            queued = recheck_waiting(session, source_type, NOT_INSTALLED)
+    except SQLAlchemyError as error:  # taps may be installed before the database is set up
+        click.echo(f"{source_type}: no waiting source re-checked ({type(error).__name__}: is the database "
+                   "migrated? `flask connect migrate`); POST /v4/sources/{id}/discover re-checks one", err=True)
+        return
     if queued:
         click.echo(f"{source_type}: {len(queued)} source(s) waiting for this tap queued for a check")
 
