@@ -150,10 +150,17 @@ def test_a_source_is_configured_through_its_tap_and_its_catalog_is_what_the_tap_
     assert other.status_code == 401
 
 
-def test_the_catalog_route_is_documented_with_the_statuses_it_answers(api):
+def test_the_catalog_route_answers_and_documents_404_409_and_422(singer_app, api, account, make_app, tmp_path):
     spec = api.get("/openapi.json").get_json()
     operation = spec["paths"]["/v4/sources/{source_id}/catalog"]["get"]
-    assert {"200", "404", "409"} <= set(operation["responses"])
+    assert {"200", "404", "409", "422"} <= set(operation["responses"])
+    assert_error(api.get("/v4/sources/999999/catalog", headers=account.headers), 404, "not_found")
+    source_id = create(api, account, LATER_TYPE)
+    (tmp_path / "cards").mkdir()  # a deployment whose catalog no longer has the type
+    (tmp_path / "cards" / f"{FAKE_TYPE}.json").write_text(json.dumps(singer_document(
+        FAKE_TYPE, fake_singer_section(config={}), FORM)))
+    without = make_app(REPORT_CARDS=str(tmp_path / "cards")).test_client()
+    assert_error(without.get(f"/v4/sources/{source_id}/catalog", headers=account.headers), 422, "type_unavailable")
 
 
 def test_a_type_whose_tap_is_missing_waits_and_is_rechecked_once_installed(singer_app, api, account):

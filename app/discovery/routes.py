@@ -95,13 +95,15 @@ class HandoffCatalog(MethodView):
     @blueprint.response(200, SingerCatalogSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     @blueprint.alt_response(409, schema=ApiErrorSchema)
+    @blueprint.alt_response(422, schema=ApiErrorSchema)
     def get(self, source_id: int) -> Response:
         """The source's Singer catalog with the selections written into its metadata (``selected``
         on every breadcrumb, ``replication-method`` / ``replication-key`` where chosen): exactly
         what ``tap --config … --catalog …`` takes, for a pipeline that runs the source's tap.
 
         409 ``not_ready`` until the source is fully configured (the error names the step it is at);
-        404 for a source the account does not have."""
+        422 ``type_unavailable`` when the source's type left the catalog; 404 for a source the
+        account does not have."""
         return jsonify(service.handoff_catalog(db.session(), get_catalog(), current_account_id(), source_id))
 
 
