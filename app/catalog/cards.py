@@ -88,8 +88,8 @@ class ReportCard:
     """One source type. Attributes are read-only by convention and by freezing."""
 
     __slots__ = (
-        "type", "display_name", "aliases", "details", "upgrade_available", "steps", "properties", "system_values", "oauth",
-        "auth", "api", "connector", "database", "singer", "path", "summary", "_public_steps",
+        "type", "display_name", "aliases", "details", "upgrade_available", "steps", "properties", "system_values",
+        "oauth", "auth", "api", "connector", "database", "singer", "path", "summary", "_public_steps",
         "oauth_fills", "oauth_remaining", "form_layout",
     )
 
