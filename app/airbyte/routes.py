@@ -22,15 +22,15 @@ from .schemas import (
     AirbyteErrorSchema,
     ConnectorCreateSchema,
     ConnectorSchema,
-    ConsentSchema,
-    CredentialsPutSchema,
-    CredentialsSchema,
-    InitiateSchema,
+    EmbeddedConsentSchema,
+    EmbeddedCredentialsPutSchema,
+    EmbeddedCredentialsSchema,
+    EmbeddedInitiateSchema,
+    EmbeddedSpecArgsSchema,
     PublicConsentSchema,
     PublicInitiateSchema,
     PublicSourceCreateSchema,
     PublicSourceSchema,
-    SpecArgsSchema,
     WorkspaceOAuthSchema,
 )
 
@@ -65,8 +65,8 @@ def airbyte_errors(*statuses: int) -> dict[str, Any]:
 @embedded.route("/oauth/credentials")
 class Credentials(MethodView):
     @fields_named(EMBEDDED_NAMES)
-    @embedded.arguments(CredentialsPutSchema)
-    @embedded.response(200, CredentialsSchema)
+    @embedded.arguments(EmbeddedCredentialsPutSchema)
+    @embedded.response(200, EmbeddedCredentialsSchema)
     @embedded.doc(**airbyte_errors(401))
     def put(self, body: dict[str, Any]) -> dict[str, Any]:
         """Set an OAuth app override: the operator token the organization's, a scoped (account)
@@ -80,7 +80,7 @@ class Credentials(MethodView):
 @embedded.route("/oauth/credentials/spec")
 class CredentialsSpec(MethodView):
     @fields_named(EMBEDDED_NAMES)
-    @embedded.arguments(SpecArgsSchema, location="query", unknown=RAISE)
+    @embedded.arguments(EmbeddedSpecArgsSchema, location="query", unknown=RAISE)
     @embedded.response(200)
     @embedded.doc(**airbyte_errors(401))
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +93,8 @@ class CredentialsSpec(MethodView):
 @embedded.route("/integrations/connectors/oauth/initiate")
 class Initiate(MethodView):
     @fields_named(EMBEDDED_NAMES)
-    @embedded.arguments(InitiateSchema)
-    @embedded.response(200, ConsentSchema)
+    @embedded.arguments(EmbeddedInitiateSchema)
+    @embedded.response(200, EmbeddedConsentSchema)
     @embedded.doc(**airbyte_errors(401, 404))
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Start the handshake for your user's workspace; the callback adds ``secret_id`` to redirect_url."""

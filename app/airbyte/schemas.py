@@ -33,13 +33,13 @@ class AirbyteErrorSchema(Schema):
 # -- embedded API ---------------------------------------------------------------------------------
 
 
-class CredentialsPutSchema(Schema):
+class EmbeddedCredentialsPutSchema(Schema):
     connector_type = fields.String(required=True, validate=_NAME, metadata=_CONNECTOR_TYPE)
     configuration = fields.Dict(required=True, metadata={
         "description": "{client_id, client_secret, scopes?}: see GET /api/v1/oauth/credentials/spec."})
 
 
-class CredentialsSchema(Schema):
+class EmbeddedCredentialsSchema(Schema):
     id = fields.Integer(required=True, allow_none=True)
     scope_type = fields.String(required=True, validate=validate.OneOf(["organization", "workspace"]))
     scope_id = fields.String(required=True, allow_none=True)
@@ -48,11 +48,11 @@ class CredentialsSchema(Schema):
     updated_at = Timestamp(required=True, allow_none=True)
 
 
-class SpecArgsSchema(Schema):
+class EmbeddedSpecArgsSchema(Schema):
     connector_type = fields.String(required=True, validate=_NAME, metadata=_CONNECTOR_TYPE)
 
 
-class InitiateSchema(Schema):
+class EmbeddedInitiateSchema(Schema):
     external_user_id = fields.String(required=True, validate=_EXTERNAL_ID, metadata={
         "description": "Your id of the user: the workspace, made on first use by the operator token."})
     connector_type = fields.String(required=True, validate=_NAME, metadata=_CONNECTOR_TYPE)
@@ -61,7 +61,7 @@ class InitiateSchema(Schema):
                                             load_default=dict)
 
 
-class ConsentSchema(Schema):
+class EmbeddedConsentSchema(Schema):
     consent_url = fields.String(required=True)
 
 
