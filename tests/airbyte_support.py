@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from flask import Flask
+from sqlalchemy import func, select
 
 from app import create_app, db
 from app.config import DEFAULT_REPORT_CARDS
@@ -86,6 +87,13 @@ def service(migrated_database: str, tmp_path_factory: pytest.TempPathFactory) ->
         finally:
             thread.stop()
             db.get_db(app).dispose()
+
+
+def count(service: Service, model: type) -> int:
+    with service.app.app_context():
+        session = db.session()
+        with session.begin():
+            return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 def assert_airbyte_error(response: requests.Response, status: int, detail_start: str,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app import db
 from app.catalog import CatalogError, load_catalog
@@ -19,17 +19,10 @@ from app.config import DEFAULT_REPORT_CARDS
 from app.models import Account, Source
 from app.oauth.models import OAuthSecret, OAuthState
 
-from .airbyte_support import HUBSPOT, TIMEOUT, Service, assert_airbyte_error, query, service  # noqa: F401
+from .airbyte_support import HUBSPOT, TIMEOUT, Service, assert_airbyte_error, count, query, service  # noqa: F401
 
 REDIRECT = "https://app.example/oauth/callback"
 USER = "user_123"
-
-
-def count(service: Service, model: type) -> int:
-    with service.app.app_context():
-        session = db.session()
-        with session.begin():
-            return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 def organization_app(service: Service, client_id: str = "org-app") -> str:

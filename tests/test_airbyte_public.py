@@ -8,22 +8,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from sqlalchemy import func, select
 
-from app import db
 from app.models import Source
 from app.oauth.models import OAuthApp, OAuthState
 
-from .airbyte_support import HUBSPOT, Service, assert_airbyte_error, query, service  # noqa: F401
+from .airbyte_support import HUBSPOT, Service, assert_airbyte_error, count, query, service  # noqa: F401
 
 REDIRECT = "https://app.example/sources/new"
-
-
-def count(service: Service, model: type) -> int:
-    with service.app.app_context():
-        session = db.session()
-        with session.begin():
-            return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 def workspace(service: Service, name: str = "Acme") -> dict:

@@ -6,18 +6,12 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from ..schemas import Timestamp, display_text
+from ..schemas import ErrorDetailSchema, Timestamp, display_text
 
 _NAME = validate.Length(min=1, max=100)
 _URL = validate.Length(min=1, max=2048)
 _EXTERNAL_ID: list[Callable[[Any], Any]] = [validate.Length(min=1, max=200), display_text]
 _CONNECTOR_TYPE = {"description": "A source type (platform.hubspot) or one of its aliases (hubspot), in any case."}
-
-
-class AirbyteErrorDetailSchema(Schema):
-    field = fields.String()
-    property = fields.String()
-    reason = fields.String(required=True)
 
 
 class AirbyteErrorSchema(Schema):
@@ -27,7 +21,7 @@ class AirbyteErrorSchema(Schema):
     title = fields.String(required=True)
     status = fields.Integer(required=True)
     detail = fields.String(required=True)
-    errors = fields.List(fields.Nested(AirbyteErrorDetailSchema), required=True)
+    errors = fields.List(fields.Nested(ErrorDetailSchema), required=True)
 
 
 # -- embedded API ---------------------------------------------------------------------------------
