@@ -118,12 +118,14 @@ def account_by_external_id(session: Session, external_id: str, *, create: bool) 
     Two first uses at once make one account: the insert does nothing when the id exists, on
     PostgreSQL also when another transaction inserted it and commits first (the insert waits for
     it), and the select that follows sees the row that won."""
-    if create:
+    query = select(Account.id).where(Account.external_id == external_id)
+    found: int | None = session.scalars(query).one_or_none()
+    if found is None and create:  # the insert only on first use: every later use is one select
         insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
         session.execute(insert(table_of(Account)).values(
             name=external_id, external_id=external_id, created_at=utcnow(),
         ).on_conflict_do_nothing(index_elements=["external_id"]))
-    found: int | None = session.scalars(select(Account.id).where(Account.external_id == external_id)).one_or_none()
+        found = session.scalars(query).one_or_none()
     return found
 
 
