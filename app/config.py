@@ -76,6 +76,9 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
      "Most bytes read from a tap's stdout; past it the tap is killed and the check fails."),
     ("CONNECT_TAP_MAX_MEMORY_MB", "TAP_MAX_MEMORY_MB", 2048, int,
      "Address-space limit (RLIMIT_AS) of a tap process, in MiB; 0 turns it off."),
+    ("CONNECT_TAP_USER_AGENT", "TAP_USER_AGENT", "connect (Singer tap runner)", str,
+     "The `user_agent` every tap is given (as Stitch gives its taps one; many require it), unless a "
+     "source or card sets its own. Providers see it: name your deployment and a contact."),
     ("CONNECT_RATE_LIMIT", "RATE_LIMIT", "", str,
      "Per-account rate limit of the `/v4` API such as `100/minute` or `10/second;1000/hour` "
      "(429 with Retry-After over it; the operator token is not limited); empty turns it off."),

@@ -146,6 +146,8 @@ MATRIX: dict[tuple[str, str], list[Attempt]] = {
     ("/v4/sources/<int:source_id>/discover", "POST"): [their("/v4/sources/{their_discovered}/discover"),
                                                        their("/v4/sources/{their_source}/discover")],
     ("/v4/sources/<int:source_id>/streams", "GET"): [their("/v4/sources/{their_discovered}/streams")],
+    ("/v4/sources/<int:source_id>/catalog", "GET"): [their("/v4/sources/{their_discovered}/catalog"),
+                                                     their("/v4/sources/{their_source}/catalog")],
     ("/v4/sources/<int:source_id>/streams/<int:stream_id>", "GET"): [
         their("/v4/sources/{their_discovered}/streams/{their_stream}"),
         # My source with their stream's id: the stream is looked up within my source.
