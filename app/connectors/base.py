@@ -121,9 +121,6 @@ class Connector(Protocol):
 
 # --- using a configured source: execute's list and get (app/execute/) ------------------------------
 
-MAX_PAGE_SIZE = 100  # records one execute ``list`` returns at most (API.md, README "Execute")
-
-
 @dataclass(frozen=True)
 class RecordQuery:
     """One ``list`` or ``get`` of one discovered stream, as a connector sees it.
@@ -139,7 +136,7 @@ class RecordQuery:
     stream_metadata: Mapping[str, Any]
     key_properties: tuple[str, ...]
     fields: tuple[str, ...]
-    limit: int = MAX_PAGE_SIZE
+    limit: int = 1
     position: Mapping[str, Any] | None = None
     key: Mapping[str, Any] | None = None
 

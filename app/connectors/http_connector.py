@@ -32,11 +32,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..catalog.cards import ReportCard
 from ..catalog.frozen import thaw
 from ..catalog.sections import ApiSection, RequestSpec, StreamSpec
-from . import http_records
 from ..crypto import Keyring
 from ..errors import Problem
 from ..models import utcnow
 from ..templating import TemplateProblem, render
+from . import http_records
 from .base import Availability, ConnectorFailure, DiscoveredStream, RecordPage, RecordQuery, SourceTarget
 from .context import context_of, rendered
 from .errors import AuthConfigurationError, CredentialsRejected, ResponseTooLarge, TokenUnavailable

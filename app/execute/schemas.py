@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..connectors.base import MAX_PAGE_SIZE
+MAX_PAGE_SIZE = 100  # records one execute list returns at most
+DEFAULT_LIMIT = 25
 
 
 class ExecuteSchema(Schema):
@@ -12,7 +13,7 @@ class ExecuteSchema(Schema):
         "description": "The tap_stream_id of one of the source's streams."})
     action = fields.String(required=True, validate=validate.OneOf(["list", "get"]))
     params = fields.Dict(keys=fields.String(), load_default=dict, metadata={
-        "description": f"list: `limit` (1 to {MAX_PAGE_SIZE}, default 25) and `cursor` (the previous "
+        "description": f"list: `limit` (1 to {MAX_PAGE_SIZE}, default {DEFAULT_LIMIT}) and `cursor` (the previous "
                        "answer's); get: the stream's key fields."})
 
 

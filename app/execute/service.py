@@ -26,16 +26,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..catalog import Catalog, get_catalog
-from ..connectors.base import MAX_PAGE_SIZE, ConnectorFailure, ReadsRecords, RecordQuery, SourceTarget
+from ..connectors.base import ConnectorFailure, ReadsRecords, RecordQuery, SourceTarget
 from ..connectors.registry import Connectors, get_connectors
 from ..crypto import Keyring, get_keyring
 from ..discovery.catalog import merged_metadata
 from ..discovery.models import Stream
 from ..errors import AccessDenied, Conflict, Invalid, NotFound, Problem
 from .outcomes import Audit, api_error, audited, target_of, usable_source
+from .schemas import DEFAULT_LIMIT, MAX_PAGE_SIZE
 
 ACTIONS = ("list", "get")
-DEFAULT_LIMIT = 25
 LIST_PARAMS = ("limit", "cursor")
 CURSOR_PURPOSE = "execute-cursor"
 
@@ -57,6 +57,7 @@ class StreamFacts:
     stream_metadata: Mapping[str, Any]
     key_properties: tuple[str, ...]
     fields: tuple[str, ...]
+    key_types: Mapping[str, Any]  # each key field's JSON Schema ``type``
 
     @classmethod
     def of(cls, stream: Stream) -> StreamFacts:
@@ -64,8 +65,9 @@ class StreamFacts:
         level = next(e["metadata"] for e in merged if e["breadcrumb"] == [])
         keys = tuple(level.get("table-key-properties") or ())
         chosen = [e["breadcrumb"][1] for e in merged if len(e["breadcrumb"]) == 2 and e["metadata"]["selected"]]
+        properties = (stream.schema or {}).get("properties", {})
         return cls(stream.tap_stream_id, stream.stream_name, stream.selected, level, keys,
-                   tuple(dict.fromkeys([*keys, *chosen])))
+                   tuple(dict.fromkeys([*keys, *chosen])), {k: properties.get(k, {}).get("type") for k in keys})
 
 
 def parse_operation(body: Any) -> Operation:
@@ -167,13 +169,41 @@ def _get_query(stream: StreamFacts, params: Mapping[str, Any]) -> RecordQuery:
         raise Invalid.from_problems([Problem("action", f"stream {stream.tap_stream_id} has no key: use list")])
     problems = [Problem(f"params.{name}", f"unknown parameter of get (the key: {', '.join(stream.key_properties)})")
                 for name in params if name not in stream.key_properties]
+    key = {}
     for name in stream.key_properties:
-        value = params.get(name)
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            problems.append(Problem(f"params.{name}", "required: the record's key value (a string or a number)"))
+        value = _key_value(params.get(name), stream.key_types.get(name))
+        if value is None:
+            problems.append(Problem(f"params.{name}", f"required: the record's key value ({_kind(stream, name)})"))
+        key[name] = value
     if problems:
         raise Invalid.from_problems(problems)
-    return _query(stream, key={name: params[name] for name in stream.key_properties})
+    return _query(stream, key=key)
+
+
+def _types(schema_type: Any) -> set[str]:
+    return {schema_type} if isinstance(schema_type, str) else set(schema_type or ())
+
+
+def _kind(stream: StreamFacts, name: str) -> str:
+    types = _types(stream.key_types.get(name))
+    return "an integer" if "integer" in types else "a number" if "number" in types else "a string or a number"
+
+
+def _key_value(value: Any, schema_type: Any) -> Any:
+    """A key value fit for its field's type (a numeric key given as digits is a number), else None."""
+    types = _types(schema_type)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    if "integer" in types and "string" not in types:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        return value if isinstance(value, int) else None
+    if "number" in types and "string" not in types:
+        try:
+            return float(value) if isinstance(value, str) else value
+        except ValueError:
+            return None
+    return str(value) if "string" in types else value
 
 
 def _only_selected(record: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:

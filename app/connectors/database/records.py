@@ -2,7 +2,8 @@
 
 Only the selected columns are read, every name quoted by the dialect's own identifier preparer
 (the names come from discovery, i.e. from the database's catalog, but are quoted all the same) and
-every value a bound parameter. A table with a primary key pages by it: ``WHERE (k1, k2) > (:k0,
+every value a bound parameter, untyped (``NullType``), so that the database casts a key or a
+cursor's value (a timestamp as ISO 8601 text) to its column's type. A table with a primary key pages by it: ``WHERE (k1, k2) > (:k0,
 :k1) ORDER BY k1, k2 LIMIT n+1`` (one extra row says whether there is a next page), so a page costs
 the same wherever it is. A table without one (a view) pages by ``OFFSET``, ordered by its
 columns: stable only while nobody writes, which is the best a keyless relation allows.
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.types import NullType
 
 
 def table_name(connection: Connection, metadata: Mapping[str, Any], stream_name: str) -> str:
@@ -37,6 +39,7 @@ def select_page(connection: Connection, table: str, fields: Sequence[str], keys:
     """One page of records and where the next begins (None: this was the last page)."""
     columns = ", ".join(_columns(connection, fields))
     params: dict[str, Any] = {"limit": limit + 1}
+    binds: list[Any] = []
     if keys:
         quoted = _columns(connection, keys)
         where = ""
@@ -44,12 +47,12 @@ def select_page(connection: Connection, table: str, fields: Sequence[str], keys:
         if after is not None:
             names = [f"k{i}" for i in range(len(keys))]
             where = f" WHERE ({', '.join(quoted)}) > ({', '.join(':' + n for n in names)})"
-            params.update(zip(names, after, strict=True))
+            binds += [_untyped(name, value) for name, value in zip(names, after, strict=True)]
         sql = f"SELECT {columns} FROM {table}{where} ORDER BY {', '.join(quoted)} LIMIT :limit"
     else:
         params["offset"] = int((position or {}).get("offset", 0))
         sql = f"SELECT {columns} FROM {table} ORDER BY {columns} LIMIT :limit OFFSET :offset"
-    rows = [dict(row) for row in connection.execute(text(sql), params).mappings()]
+    rows = [dict(row) for row in connection.execute(text(sql).bindparams(*binds), params).mappings()]
     if len(rows) <= limit:
         return [json_record(row) for row in rows], None
     rows = rows[:limit]
@@ -64,9 +67,13 @@ def select_one(connection: Connection, table: str, fields: Sequence[str], key: M
     names = list(key)
     where = " AND ".join(f"{column} = :k{i}" for i, column in enumerate(_columns(connection, names)))
     statement = text(f"SELECT {', '.join(_columns(connection, fields))} FROM {table} WHERE {where}")
-    statement = statement.bindparams(*(bindparam(f"k{i}", value=key[name]) for i, name in enumerate(names)))
+    statement = statement.bindparams(*(_untyped(f"k{i}", key[name]) for i, name in enumerate(names)))
     row = connection.execute(statement).mappings().first()
     return None if row is None else json_record(dict(row))
+
+
+def _untyped(name: str, value: Any) -> Any:
+    return bindparam(name, value=value, type_=NullType())
 
 
 def json_record(row: Mapping[str, Any]) -> dict[str, Any]:
