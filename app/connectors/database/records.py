@@ -4,9 +4,10 @@ Only the selected columns are read, every name quoted by the dialect's own ident
 (the names come from discovery, i.e. from the database's catalog, but are quoted all the same) and
 every value a bound parameter, untyped (``NullType``), so that the database casts a key or a
 cursor's value (a timestamp as ISO 8601 text) to its column's type. A table with a primary key
-pages by it: ``WHERE (k1, k2) > (:k0, :k1) ORDER BY k1, k2 LIMIT n+1`` (one extra row says whether there is a next page), so a page costs
-the same wherever it is. A table without one (a view) pages by ``OFFSET``, ordered by its
-columns: stable only while nobody writes, which is the best a keyless relation allows.
+pages by it: ``WHERE (k1, k2) > (:k0, :k1) ORDER BY k1, k2 LIMIT n+1`` (one extra row says
+whether there is a next page), so a page costs the same wherever it is. A table without one (a
+view) pages by ``OFFSET``, ordered by its columns: stable only while nobody writes, which is the
+best a keyless relation allows.
 """
 
 from __future__ import annotations
