@@ -42,8 +42,8 @@ DROPPED_ANSWER_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
     "transfer-encoding", "upgrade", "set-cookie", "content-encoding", "content-length", "server", "date"})
 # What the raw path may not hold (case-insensitive): see the module docstring.
-_REFUSED_PATH = re.compile(r"^/|(^|/)\.{1,2}(/|$)|%2f|%5c|%2e|%00|\\|@|%40|//|^[a-z][a-z0-9+.\-]*:|[\x00-\x20\x7f]",
-                           re.IGNORECASE)
+_REFUSED_PATH = re.compile(r"^/|(^|/)\.{1,2}(/|$)|%2f|%5c|%2e|%[01][0-9a-f]|%7f|\\|@|%40|//|^[a-z][a-z0-9+.\-]*:"
+                           r"|[\x00-\x20\x7f]", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,9 @@ def proxy_call(session: Session, catalog: Catalog, connectors: Connectors, keyri
         raise Conflict(f"sources of type {card.type} have no API to proxy to", type="proxy_not_supported")
     audit = Audit("source_proxied", {"method": call.method, "path": call.raw_path.split("?")[0][:200]})
     with audited(session, source_id, audit):
-        allowed(card.api.proxy, call.method, call.raw_path)
         try:
             url = pinned_url(connector.base_url(target), call.raw_path)
+            allowed(card.api.proxy, call.method, call.raw_path)
             response = connector.forward(target, call.method, Verbatim(
                 url=url, params=tuple(call.query), body=call.body,
                 headers={name: value for name, value in call.headers.items() if name.lower() in FORWARDED_HEADERS}))
