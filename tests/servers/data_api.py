@@ -413,11 +413,11 @@ def register_scheme_routes(
 
 
 def paged(api: DataApi, style: str, name: str) -> Response:
-    """A page of stream ``name`` as the pagination ``style`` serves it (limit at most 50)."""
+    """A page of stream ``name`` as the pagination ``style`` serves it (limit at most 100)."""
     records = api.settings.streams.get(name)
     if records is None:
         return _json_response({"error": "not_found"}, 404)
-    limit = min(int(request.args.get("limit") or request.args.get("per_page") or 10), 50)
+    limit = min(int(request.args.get("limit") or request.args.get("per_page") or 10), 100)
     if style == "page":
         start = (int(request.args.get("page", 1)) - 1) * limit
     elif style == "offset":
