@@ -1,11 +1,12 @@
-"""Execute and the proxy, measured over real HTTP on this machine: the service and the suite's
-loopback data API (tests/servers/data_api.py) each served by a threaded werkzeug server in this
-process, called one request at a time with a keep-alive client.
+"""Execute and the proxy, measured over real HTTP on this machine: the service under gunicorn (one
+gthread worker, as bench/run.py starts it) and the suite's loopback data API
+(tests/servers/data_api.py) served by a threaded werkzeug server in this process, called one
+request at a time.
 
 * proxy overhead: ``GET /v4/sources/{id}/proxy/echo/allowed/x`` (a bearer source) against the
   same ``GET <data API>/bearer/echo/allowed/x`` called directly with the token, median latency of
   :data:`RUNS` calls each; the ratio is direct ÷ proxy (the proxy's throughput as a fraction of a
-  direct call's, target ≥ 0.7×). Both sides share one interpreter (and its GIL) with the client.
+  direct call's, target ≥ 0.7×).
 * execute ``list`` of 100 records: from the data API (one page of 100, cursor pagination) and from
   a PostgreSQL table of 1,000 rows (keyset page of 100, selected columns), median latency.
 
@@ -49,24 +50,29 @@ def _median_ms(call: Callable[[], requests.Response], runs: int) -> float:
 
 @contextmanager
 def _service(folder: Path) -> Iterator[tuple[Any, str]]:
+    """The service under gunicorn, and an app in this process on the same database and keys (it
+    runs the check jobs)."""
     from app import create_app
     from app.crypto import generate_key_spec
     from app.db import get_db
     from app.migrations import upgrade
     from app.models import load_all_models
-    from tests.servers import serve
+
+    from .run import Server, running
 
     load_all_models()
     url = f"sqlite:///{folder / 'execute.db'}"
     engine = create_engine(url)
     upgrade(engine)
     engine.dispose()
-    app = create_app({"DATABASE_URL": url, "OPERATOR_TOKEN": "bench-operator", "ENCRYPTION_KEYS": generate_key_spec(),
-                      "REPORT_CARDS": f"{ROOT / 'report_cards'}:{ROOT / 'tests' / 'report_cards'}",
-                      "ALLOWED_SOURCE_NETWORKS": "127.0.0.0/8", "LOG_LEVEL": "WARNING"})
+    settings = {"DATABASE_URL": url, "OPERATOR_TOKEN": "bench-operator", "ENCRYPTION_KEYS": generate_key_spec(),
+                "REPORT_CARDS": f"{ROOT / 'report_cards'}:{ROOT / 'tests' / 'report_cards'}",
+                "ALLOWED_SOURCE_NETWORKS": "127.0.0.0/8", "LOG_LEVEL": "WARNING", "EMBEDDED_WORKER": "0"}
+    app = create_app({**settings, "EMBEDDED_WORKER": False})
     try:
-        with serve(app) as base:
-            yield app, base
+        with running(Server("execute-service", "wsgi:app", {f"CONNECT_{k}": v for k, v in settings.items()}, 1,
+                            folder)) as service:
+            yield app, service.url
     finally:
         get_db(app).dispose()
 
@@ -127,6 +133,8 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
         proxied = _median_ms(lambda: http.get(f"{base}/v4/sources/{source_id}/proxy/echo/allowed/x",
                                               headers=headers), runs)
         results["proxy"] = {"direct_ms": direct, "proxy_ms": proxied, "ratio": round(direct / proxied, 2)}
+        results["source_get_ms"] = _median_ms(lambda: http.get(f"{base}/v4/sources/{source_id}", headers=headers),
+                                              runs)
         body = {"entity": "items_cursor", "action": "list", "params": {"limit": 100}}
         results["execute_http_ms"] = _median_ms(
             lambda: http.post(f"{base}/v4/sources/{source_id}/execute", headers=headers, json=body), runs // 3)
@@ -149,11 +157,12 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> list[str]:
     proxy = results["proxy"]
-    lines = [f"## Execute and the proxy (in process, one request at a time, median of {results['runs']})", "",
+    lines = [f"## Execute and the proxy (gunicorn, one request at a time, median of {results['runs']})", "",
              "| row | median ms | ratio | target |", "|---|---:|---:|---|",
              f"| direct GET to the loopback data API | {proxy['direct_ms']} | | |",
              f"| the same GET through /v4/sources/{{id}}/proxy | {proxy['proxy_ms']} | {proxy['ratio']}× | "
              f"≥ 0.7× ({'met' if proxy['ratio'] >= 0.7 else '**not met**'}) |",
+             f"| for scale: GET /v4/sources/{{id}} of the service | {results['source_get_ms']} | | |",
              f"| execute list of 100 records, http source (cursor) | {results['execute_http_ms']} | | |"]
     if "execute_pg_ms" in results:
         lines += [f"| execute list of 100 records, PostgreSQL table of 1,000 | {results['execute_pg_ms']} | | |",
