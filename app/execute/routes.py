@@ -43,12 +43,13 @@ class Execute(MethodView):
 
 def _passed_back(view: Callable[..., Response]) -> Callable[..., Response]:
     """The OpenAPI description of a proxied call: whatever the provider answers."""
-    anything = {"*/*": {"schema": {}}}
-    return blueprint.doc(responses={
+    anything: dict[str, Any] = {"*/*": {"schema": {}}}
+    documented: Callable[..., Response] = blueprint.doc(responses={
         "200": {"description": "The provider's answer, passed back (Connect-Proxied: source).", "content": anything},
         "default": {"description": "The provider's answer with its status (Connect-Proxied: source), or the "
                                    "service's own error in the one error shape.", "content": anything},
     })(view)
+    return documented
 
 
 def _proxied(source_id: int, path: str) -> Response:
