@@ -309,3 +309,11 @@ def test_an_answer_over_the_cap_is_refused(make_app, account, servers):
     source_id = http_source(app, client, account, servers, "bearer", "items_cursor")
     assert_error(execute(client, account, source_id, "items_cursor", limit=50), 424, "response_too_large")
     ok(execute(client, account, source_id, "items_cursor", limit=2))
+
+
+def test_the_network_rules_apply_to_execute(app, client, make_app, account, servers, pg_rows):
+    http_id = http_source(app, client, account, servers, "bearer", "items_cursor")
+    pg_id = pg_source(app, client, account, pg_rows)
+    strict = make_app(ALLOWED_SOURCE_NETWORKS="").test_client()
+    assert_error(execute(strict, account, http_id, "items_cursor"), 424, "destination_refused")
+    assert_error(execute(strict, account, pg_id, f"{pg_rows.database}-shop-customers"), 424, "destination_refused")

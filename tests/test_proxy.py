@@ -168,3 +168,12 @@ def test_proxy_calls_count_against_the_accounts_rate_limit(app, client, make_app
     for _ in range(3):
         assert proxy(limited, account, source_id, "echo/allowed/x").status_code == 200
     assert_error(proxy(limited, account, source_id, "echo/allowed/x"), 429, "rate_limited")
+
+
+def test_the_network_rules_apply_to_proxied_calls(app, client, make_app, account, servers):
+    source_id = proxied_source(app, client, account, servers)
+    strict = make_app(ALLOWED_SOURCE_NETWORKS="").test_client()  # loopback refused, as by default
+    before = sum(servers.data_api.requests.values())
+    error = assert_error(proxy(strict, account, source_id, "echo/allowed/x"), 424, "destination_refused")
+    assert "127.0.0.1" in error["message"]
+    assert sum(servers.data_api.requests.values()) == before
