@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -158,9 +160,12 @@ def send_rendered_request(
     request: RequestSpec,
     settings: TokenSettings,
     verbatim: Verbatim | None = None,
+    http: requests.Session | None = None,
 ) -> requests.Response:
     """:func:`send_api_request` with the template context already built (properties opened), and
-    parts of the request taken as they are (:class:`Verbatim`).
+    parts of the request taken as they are (:class:`Verbatim`). ``http``, when given, is a session
+    made by ``settings.http_session`` that the caller keeps (its connections are reused); by
+    default a session is made for the call and closed after it.
 
     Every connection it opens (to the API, and the token store's to the token or login endpoint)
     goes through ``settings.network``: a refused address raises
@@ -175,7 +180,9 @@ def send_rendered_request(
     arguments = request_arguments(card, request, context, verbatim)
     timeout = (card.api.timeout_seconds if card.api is not None else None) or settings.http_timeout
     capped = verbatim is not None and (verbatim.max_bytes is not None or verbatim.deadline is not None)
-    with settings.http_session(SameOriginSession) as http:
+    with ExitStack() as closing:
+        if http is None:
+            http = closing.enter_context(settings.http_session(SameOriginSession))
         response = http.request(**arguments, auth=authenticator, timeout=timeout, stream=capped)
         if response.status_code == 401 and authenticator.renew():
             response.close()
@@ -183,6 +190,14 @@ def send_rendered_request(
         if capped and verbatim is not None:
             _read_capped(response, verbatim)
     return response
+
+
+def kept_session(settings: TokenSettings) -> requests.Session:
+    """A session to keep for many calls (execute, the proxy): vetted like every other, same-origin
+    redirects only, and no cookie jar, so a cookie one source's API sets never reaches another call."""
+    http = settings.http_session(SameOriginSession)
+    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return http
 
 
 def _read_capped(response: requests.Response, verbatim: Verbatim) -> None:

@@ -20,6 +20,7 @@ Who can fix a failure (``ConnectorFailure.fixed_by``):
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -40,7 +41,7 @@ from . import http_records
 from .base import Availability, ConnectorFailure, DiscoveredStream, RecordPage, RecordQuery, SourceTarget
 from .context import context_of, rendered
 from .errors import AuthConfigurationError, CredentialsRejected, ResponseTooLarge, TokenUnavailable
-from .http import Verbatim, send_rendered_request
+from .http import Verbatim, kept_session, send_rendered_request
 from .network import DestinationRefused
 from .tokens import TokenSettings
 
@@ -139,7 +140,7 @@ def _as_connector_failures() -> Iterator[None]:
         raise ConnectorFailure("source_unavailable", f"no token from the token endpoint for now ({error.error})",
                                fixed_by="time", retry_after=wait) from None
     except requests.Timeout:
-        raise ConnectorFailure("source_timeout", "the API did not answer in time", fixed_by="time") from None
+        raise ConnectorFailure("source_unavailable", "the API did not answer in time", fixed_by="time") from None
     except requests.RequestException as error:
         raise ConnectorFailure("source_unavailable",
                                f"{type(error).__name__}: the API or its token endpoint is unreachable",
@@ -157,6 +158,10 @@ class HttpConnector:
         self.keyring = keyring
         self.settings = settings
         self.answer_limit = answer_limit  # bytes of one answer execute reads at most
+        # Execute and the proxy reuse connections: one kept session per thread (requests sessions
+        # are not meant to be shared across threads). Connections are vetted when opened, so a
+        # reused one goes to the address that was vetted.
+        self._kept = threading.local()
 
     def availability(self, card: ReportCard) -> Availability:
         if card.api is None:
@@ -269,4 +274,11 @@ class HttpConnector:
             context = context_of(target.card, target.properties, target.account_id, target.source_id, target.name)
         with _as_connector_failures():
             return send_rendered_request(self.session_factory, self.keyring, target.card, target.source_id,
-                                         context, spec, self.settings, verbatim)
+                                         context, spec, self.settings, verbatim,
+                                         None if verbatim is None else self._session())
+
+    def _session(self) -> requests.Session:
+        http: requests.Session | None = getattr(self._kept, "http", None)
+        if http is None:
+            http = self._kept.http = kept_session(self.settings)
+        return http
