@@ -3,6 +3,7 @@ service.py and proxy.py."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..schemas import ApiErrorSchema
 from . import proxy, service
 from .schemas import ExecuteResultSchema, ExecuteSchema
 
+_AFTER_PROXY = re.compile(r"/v4/sources/[^/]+/proxy/(.*)$")
 blueprint = Blueprint("execute", __name__, url_prefix="/v4/sources",
                       description="Using a configured source with its stored credentials: execute and the proxy.")
 
@@ -55,19 +57,19 @@ def _passed_back(view: Callable[..., Response]) -> Callable[..., Response]:
 def _proxied(source_id: int, path: str) -> Response:
     answer = proxy.proxy_call(db.session(), get_catalog(), get_connectors(), get_keyring(), current_account_id(),
                               source_id, proxy.ProxyCall(
-                                  method=request.method, raw_path=_raw_path(source_id, path),
+                                  method=request.method, raw_path=_raw_path(path),
                                   query=list(request.args.items(multi=True)), headers=dict(request.headers),
                                   body=request.get_data() or None),
                               enabled=bool(current_app.config.get("PROXY_ENABLED", True)))
     return Response(answer.body, status=answer.status, headers=[*answer.headers, ("Connect-Proxied", "source")])
 
 
-def _raw_path(source_id: int, path: str) -> str:
+def _raw_path(path: str) -> str:
     """The path after ``/proxy/`` as the client sent it, before decoding (RAW_URI: gunicorn and
     werkzeug both set it); the decoded one when a server does not."""
     raw = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or "").split("?", 1)[0]
-    marker = f"/{source_id}/proxy/"
-    return raw.split(marker, 1)[1] if marker in raw else path
+    found = _AFTER_PROXY.search(raw)
+    return found.group(1) if found else path
 
 
 # merge_slashes off: "//" is refused by proxy.py rather than redirected to a path nobody asked for.
