@@ -318,3 +318,17 @@ def test_the_network_rules_apply_to_execute(app, client, make_app, account, serv
     strict = make_app(ALLOWED_SOURCE_NETWORKS="").test_client()
     assert_error(execute(strict, account, http_id, "items_cursor"), 424, "destination_refused")
     assert_error(execute(strict, account, pg_id, f"{pg_rows.database}-shop-customers"), 424, "destination_refused")
+
+
+@pytest.mark.parametrize("pagination, problem", [
+    ({"type": "cursor"}, "cursor_path"),
+    ({"type": "next_link"}, "next_link_path"),
+    ({"type": "offset"}, "limit_param"),
+    ({"type": "cursor", "cursor_path": ["next"], "cursr_param": "x"}, "cursr_param"),
+])
+def test_a_pagination_a_card_cannot_use_is_a_load_error(pagination, problem):
+    from app.catalog.sections import SectionProblem, parse_pagination
+
+    with pytest.raises(SectionProblem) as raised:
+        parse_pagination(pagination, "$.api.streams[0].pagination")
+    assert problem in str(raised.value)

@@ -179,3 +179,31 @@ def test_the_network_rules_apply_to_proxied_calls(app, client, make_app, account
     error = assert_error(proxy(strict, account, source_id, "echo/allowed/x"), 424, "destination_refused")
     assert "127.0.0.1" in error["message"]
     assert sum(servers.data_api.requests.values()) == before
+
+
+# --- the pure rules ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("base, url, inside", [
+    ("https://api.example.com/v1", "https://api.example.com/v1/contacts?x=1", True),
+    ("https://api.example.com/v1", "https://api.example.com/v1", True),
+    ("https://api.example.com/v1", "https://api.example.com/v10/contacts", False),
+    ("https://api.example.com/v1", "https://api.example.com/v1/../admin", False),
+    ("https://api.example.com/v1", "http://api.example.com/v1/contacts", False),
+    ("https://api.example.com/v1", "https://api.example.com:8443/v1/contacts", False),
+    ("https://api.example.com/v1", "https://user:pw@api.example.com/v1/contacts", False),
+    ("https://api.example.com/v1", "https://evil.example/v1/contacts", False),
+])
+def test_a_url_is_within_the_base_url_only_on_its_origin_and_under_its_path(base, url, inside):
+    from app.connectors.http_records import within
+
+    assert within(url, base) is inside
+
+
+def test_pinned_url_joins_a_plain_path_and_refuses_the_rest():
+    from app.errors import Invalid
+    from app.execute.proxy import pinned_url
+
+    assert pinned_url("https://api.example.com/v1/", "crm/contacts") == "https://api.example.com/v1/crm/contacts"
+    for path in ("../x", "a/%2E%2E/b", "a%2Fb", "HTTPS://x", "a\\b", "a@b", "a//b"):
+        with pytest.raises(Invalid):
+            pinned_url("https://api.example.com/v1", path)
