@@ -74,6 +74,10 @@ def pg_rows(postgres_source):
     """Rows in the keyless shop.audit_log (the fixture's customers already hold 50)."""
     with pg_admin(postgres_source.database) as connection:
         connection.execute("INSERT INTO shop.audit_log SELECT 'line ' || g FROM generate_series(1, 7) g")
+        # A keyless view with a json column, which PostgreSQL cannot order by.
+        connection.execute("UPDATE shop.customers SET raw = json_build_object('n', id)")
+        connection.execute("CREATE VIEW shop.raw_view AS SELECT email, raw FROM shop.customers")
+        connection.execute(f'GRANT SELECT ON shop.raw_view TO "{postgres_source.user}"')
     return postgres_source
 
 
@@ -120,6 +124,11 @@ def test_a_keyless_view_pages_by_offset(app, client, account, pg_rows):
     records, pages = every_page(client, account, source_id, entity, limit=3)
     assert sorted(r["line"] for r in records) == sorted(f"line {n}" for n in range(1, 8)) and pages == 3
     assert_error(execute(client, account, source_id, entity, "get", line="line 1"), 422, "invalid_body")
+    view = f"{pg_rows.database}-shop-raw_view"
+    select(client, account, source_id, view)
+    records, pages = every_page(client, account, source_id, view, limit=20)
+    assert len({r["email"] for r in records}) == 50 and pages == 3
+    assert {"email", "raw"} == set(records[0]) and isinstance(records[0]["raw"], dict)
 
 
 @pytest.fixture(scope="module")

@@ -136,6 +136,9 @@ class RecordQuery:
     stream_metadata: Mapping[str, Any]
     key_properties: tuple[str, ...]
     fields: tuple[str, ...]
+    # Fields a keyless stream's pages can be ordered by (no JSON objects or arrays: PostgreSQL has
+    # no ordering for json); empty: all of ``fields``.
+    sortable: tuple[str, ...] = ()
     limit: int = 1
     position: Mapping[str, Any] | None = None
     key: Mapping[str, Any] | None = None

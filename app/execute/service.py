@@ -58,6 +58,7 @@ class StreamFacts:
     key_properties: tuple[str, ...]
     fields: tuple[str, ...]
     key_types: Mapping[str, Any]  # each key field's JSON Schema ``type``
+    sortable: tuple[str, ...]
 
     @classmethod
     def of(cls, stream: Stream) -> StreamFacts:
@@ -66,8 +67,11 @@ class StreamFacts:
         keys = tuple(level.get("table-key-properties") or ())
         chosen = [e["breadcrumb"][1] for e in merged if len(e["breadcrumb"]) == 2 and e["metadata"]["selected"]]
         properties = (stream.schema or {}).get("properties", {})
-        return cls(stream.tap_stream_id, stream.stream_name, stream.selected, level, keys,
-                   tuple(dict.fromkeys([*keys, *chosen])), {k: properties.get(k, {}).get("type") for k in keys})
+        fields = tuple(dict.fromkeys([*keys, *chosen]))
+        sortable = tuple(name for name in fields
+                         if not _types(properties.get(name, {}).get("type")) & {"object", "array"})
+        return cls(stream.tap_stream_id, stream.stream_name, stream.selected, level, keys, fields,
+                   {k: properties.get(k, {}).get("type") for k in keys}, sortable)
 
 
 def parse_operation(body: Any) -> Operation:
@@ -140,7 +144,7 @@ def _run(connector: ReadsRecords, target: SourceTarget, stream: StreamFacts, ope
 def _query(stream: StreamFacts, **values: Any) -> RecordQuery:
     return RecordQuery(tap_stream_id=stream.tap_stream_id, stream_name=stream.stream_name,
                        stream_metadata=stream.stream_metadata, key_properties=stream.key_properties,
-                       fields=stream.fields, **values)
+                       fields=stream.fields, sortable=stream.sortable, **values)
 
 
 def _list_query(stream: StreamFacts, params: Mapping[str, Any], signer: URLSafeSerializer) -> RecordQuery:

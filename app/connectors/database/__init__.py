@@ -126,7 +126,7 @@ class DatabaseConnector:
         with self._connection(dialect, settings, self._database_of(dialect, settings, query)) as connection:
             table = records.table_name(connection, query.stream_metadata, query.stream_name)
             rows, following = records.select_page(connection, table, query.fields, query.key_properties,
-                                                  query.limit, query.position)
+                                                  query.limit, query.position, query.sortable)
         return RecordPage(rows, following)
 
     def get_record(self, target: SourceTarget, query: RecordQuery) -> dict[str, Any] | None:

@@ -36,7 +36,8 @@ def _columns(connection: Connection, names: Sequence[str]) -> list[str]:
 
 
 def select_page(connection: Connection, table: str, fields: Sequence[str], keys: Sequence[str], limit: int,
-                position: Mapping[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+                position: Mapping[str, Any] | None, sortable: Sequence[str] = ()) -> tuple[list[dict[str, Any]],
+                                                                                   dict[str, Any] | None]:
     """One page of records and where the next begins (None: this was the last page)."""
     columns = ", ".join(_columns(connection, fields))
     params: dict[str, Any] = {"limit": limit + 1}
@@ -52,7 +53,8 @@ def select_page(connection: Connection, table: str, fields: Sequence[str], keys:
         sql = f"SELECT {columns} FROM {table}{where} ORDER BY {', '.join(quoted)} LIMIT :limit"
     else:
         params["offset"] = int((position or {}).get("offset", 0))
-        sql = f"SELECT {columns} FROM {table} ORDER BY {columns} LIMIT :limit OFFSET :offset"
+        order = ", ".join(_columns(connection, sortable or fields))
+        sql = f"SELECT {columns} FROM {table} ORDER BY {order} LIMIT :limit OFFSET :offset"
     rows = [dict(row) for row in connection.execute(text(sql).bindparams(*binds), params).mappings()]
     if len(rows) <= limit:
         return [json_record(row) for row in rows], None
