@@ -159,6 +159,19 @@ def test_mariadb_lists_and_gets_with_only_selected_fields(app, client, account, 
     assert record["email"] == "m30@example.com" and "name" not in record
 
 
+def test_a_table_dropped_since_discovery_is_a_clear_424(app, client, account, pg_rows):
+    with pg_admin(pg_rows.database) as connection:
+        connection.execute("CREATE TABLE shop.doomed (id integer PRIMARY KEY)")
+        connection.execute(f'GRANT SELECT ON shop.doomed TO "{pg_rows.user}"')
+    source_id = checked_source(app, client, account, "platform.hp-postgres", pg_properties(pg_rows))
+    entity = f"{pg_rows.database}-shop-doomed"
+    select(client, account, source_id, entity)
+    with pg_admin(pg_rows.database) as connection:
+        connection.execute("DROP TABLE shop.doomed")
+    error = assert_error(execute(client, account, source_id, entity), 424, "query_failed")
+    assert "refused the query" in error["message"]
+
+
 def test_an_unselected_stream_is_403_not_selected(app, client, account, pg_rows):
     source_id = pg_source(app, client, account, pg_rows)
     assert_error(execute(client, account, source_id, f"{pg_rows.database}-shop-orders"), 403, "not_selected")

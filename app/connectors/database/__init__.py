@@ -123,7 +123,8 @@ class DatabaseConnector:
     def list_records(self, target: SourceTarget, query: RecordQuery) -> RecordPage:
         """A keyset-paginated page of the stream's table, only its selected columns (records.py)."""
         dialect, settings = self._prepare(target)
-        with self._connection(dialect, settings, self._database_of(dialect, settings, query)) as connection:
+        with _as_query_failures(), \
+                self._connection(dialect, settings, self._database_of(dialect, settings, query)) as connection:
             table = records.table_name(connection, query.stream_metadata, query.stream_name)
             rows, following = records.select_page(connection, table, query.fields, query.key_properties,
                                                   query.limit, query.position, query.sortable)
@@ -131,7 +132,8 @@ class DatabaseConnector:
 
     def get_record(self, target: SourceTarget, query: RecordQuery) -> dict[str, Any] | None:
         dialect, settings = self._prepare(target)
-        with self._connection(dialect, settings, self._database_of(dialect, settings, query)) as connection:
+        with _as_query_failures(), \
+                self._connection(dialect, settings, self._database_of(dialect, settings, query)) as connection:
             table = records.table_name(connection, query.stream_metadata, query.stream_name)
             return records.select_one(connection, table, query.fields, query.key or {})
 
@@ -230,6 +232,23 @@ class DatabaseConnector:
         return dialect.failure(error) or ConnectorFailure(
             "source_unavailable", "the database server answered with an error", fixed_by="time",
             operator_detail=str(error)[:500])
+
+
+@contextmanager
+def _as_query_failures() -> Iterator[None]:
+    """The dialects' failures speak of catalog queries (check, discovery); an execute query's say so."""
+    try:
+        yield
+    except ConnectorFailure as failure:
+        detail = failure.operator_detail or ""
+        if failure.error_type == "discovery_failed" or (
+                failure.error_type == "unknown_database" and ('relation "' in detail or "column " in detail)):
+            raise ConnectorFailure("query_failed", "the database refused the query (has the table changed since "
+                                   "discovery?)", fixed_by="user", operator_detail=failure.operator_detail) from None
+        if failure.message.startswith("a catalog query took too long"):
+            raise ConnectorFailure(failure.error_type, "the query took longer than the statement timeout",
+                                   fixed_by="time", operator_detail=failure.operator_detail) from None
+        raise
 
 
 def _problem(name: str, reason: str) -> Problem:
