@@ -32,6 +32,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from .errors import ApiError
+from .paths import is_api_path
 from .schemas import MAX_ID
 
 MAX_DEPTH = 32
@@ -185,7 +186,7 @@ def check_request_body() -> None:
     if not raw or _FORWARDED_BODY.match(request.path):
         return
     if not request.is_json:
-        if request.path.startswith("/v4/"):
+        if is_api_path(request.path):
             raise ApiError(
                 f"send the body as application/json, not {request.mimetype or 'without a Content-Type'}",
                 status=415, type="unsupported_media_type",
