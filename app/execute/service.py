@@ -95,7 +95,10 @@ def parse_operation(body: Any) -> Operation:
 
 
 def execute_operation(session: Session, account_id: int, source_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Execute ``body`` on the account's source, with this app's catalog, connectors and keys."""
+    """Execute ``body`` on the account's source, with this app's catalog, connectors and keys (in
+    an app context). Call it outside any transaction of ``session``: it reads in one, calls the
+    source outside any, and writes the audit event in a third. Raises the app's errors (NotFound,
+    Conflict ``not_ready``, AccessDenied ``not_selected``, Invalid naming the field, ApiError 424/429)."""
     return execute(session, get_catalog(), get_connectors(), get_keyring(), account_id, source_id, body)
 
 
