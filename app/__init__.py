@@ -102,6 +102,7 @@ def _register_blueprints(app: Flask) -> None:
     from .connect.routes import page as connect_page
     from .discovery.routes import blueprint as streams
     from .docs import blueprint as docs_assets
+    from .execute.routes import blueprint as execute
     from .health import blueprint as health
     from .oauth.routes import blueprint as oauth_routes
     from .source_types.routes import blueprint as source_types
@@ -110,7 +111,7 @@ def _register_blueprints(app: Flask) -> None:
 
     api = create_api(app)
     for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions, webhook_routes,
-                      airbyte_embedded, airbyte_public):
+                      airbyte_embedded, airbyte_public, execute):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(connect_page)

@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                                               "app.source_types")),
     ("the OAuth handshake (a reconnect updates its source)", ("app.oauth", "app.oauth.*")),
     ("source write use cases (their collaborators are injected)", ("app.sources.writes",)),
+    ("using a configured source: execute and the proxy", ("app.execute", "app.execute.*")),
     ("checks, discovery and field selection", ("app.discovery", "app.discovery.*")),
     ("connectors: calls to a source's API, tokens", ("app.connectors", "app.connectors.*")),
     ("background jobs", ("app.jobs", "app.jobs.*")),

@@ -68,7 +68,8 @@ def init_app(app: Flask) -> Connectors:
     policy = init_network(app)
     settings = TokenSettings.from_config(app.config, network=policy)
     connectors = Connectors({
-        "http": HttpConnector(get_db(app).Session, get_keyring(app), settings),
+        "http": HttpConnector(get_db(app).Session, get_keyring(app), settings,
+                              answer_limit=int(app.config.get("SOURCE_ANSWER_MAX_BYTES", 10_485_760))),
         "database": DatabaseConnector(policy, timeout=settings.http_timeout),
         # Taps installed by the operator (flask connect taps install); what a tap rotates in its
         # config file is kept with the token store's guarantees.
