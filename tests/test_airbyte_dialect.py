@@ -20,6 +20,9 @@ from app.models import Account, Source
 from app.oauth.models import OAuthSecret, OAuthState
 
 from .airbyte_support import HUBSPOT, TIMEOUT, Service, assert_airbyte_error, count, query, service  # noqa: F401
+from .source_databases import pg_admin, postgres_source  # noqa: F401  (fixtures)
+from .test_database_sources import pg_properties
+from .test_discovery import run_jobs
 
 REDIRECT = "https://app.example/oauth/callback"
 USER = "user_123"
@@ -251,3 +254,48 @@ def test_an_alias_another_card_has_stops_the_load(tmp_path: Path, aliases: list[
     with pytest.raises(CatalogError) as raised:
         load_catalog(f"{DEFAULT_REPORT_CARDS}:{tmp_path}")
     assert reason in str(raised.value) and "$.aliases" in str(raised.value)
+
+
+# -- execute ----------------------------------------------------------------------------------------
+
+
+def test_execute_runs_the_operation_on_the_connector_for_the_operator_and_its_workspace(
+        app, client, operator, postgres_source) -> None:
+    """A database connector made through the embedded API, checked and discovered, a stream selected
+    through /v4; then Airbyte's execute call, as the operator and as the workspace's scoped token."""
+    mine = client.post("/v4/accounts", headers=operator, json={"name": "Mine", "external_id": "db-user"}).get_json()
+    theirs = client.post("/v4/accounts", headers=operator, json={"name": "Theirs"}).get_json()
+    created = client.post("/api/v1/integrations/connectors", headers=operator, json={
+        "external_user_id": "db-user", "connector_type": "Postgres", "name": "Shop",
+        "replication_config": pg_properties(postgres_source)})
+    assert created.status_code == 200, created.get_json()
+    connector = created.get_json()
+    assert connector["source_template"]["id"] == "platform.hp-postgres"
+    assert "password" not in connector["replication_config"]
+    run_jobs(app)
+    entity = f"{postgres_source.database}-shop-customers"
+    selected = client.put(f"/v4/sources/{connector['id']}/streams/metadata", headers=bearer(mine["token"]), json={
+        "streams": [{"tap_stream_id": entity, "metadata": [{"breadcrumb": [], "metadata": {"selected": True}}]}]})
+    assert selected.status_code == 200, selected.get_json()
+
+    path = f"/api/v1/connectors/sources/{connector['id']}/execute"
+    for headers in (operator, bearer(mine["token"])):
+        answer = client.post(path, headers=headers, json={"entity": entity, "action": "list", "params": {"limit": 5}})
+        assert answer.status_code == 200, answer.get_json()
+        assert len(answer.get_json()["result"]) == 5
+        assert set(answer.get_json()["connector_metadata"]["pagination"]) == {"cursor"}
+    for headers, body, status, field in (
+            (bearer(theirs["token"]), {"entity": entity, "action": "list"}, 404, None),
+            (operator, {"entity": entity, "action": "delete"}, 422, "action"),
+            (operator, {"entity": "nope", "action": "list"}, 422, "entity")):
+        answer = client.post(path, headers=headers, json=body)
+        error = answer.get_json()
+        assert answer.status_code == status and set(error) == {"type", "title", "status", "detail", "errors"}, error
+        assert field is None or field in [e["field"] for e in error["errors"]], error
+    missing = client.post("/api/v1/connectors/sources/999999/execute", headers=operator,
+                          json={"entity": entity, "action": "list"})
+    assert missing.status_code == 404 and missing.get_json()["title"] == "not_found"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

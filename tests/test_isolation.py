@@ -86,6 +86,8 @@ NO_ID_ROUTES: dict[tuple[str, str], str] = {
         "another's external_user_id or secret: 404 (tests/test_airbyte_dialect.py)",
     ("/v1/sources/initiateOAuth", "POST"): "another workspaceId: 404 (tests/test_airbyte_public.py)",
     ("/v1/sources", "POST"): "another workspaceId or secretId: 404 (tests/test_airbyte_public.py)",
+    ("/api/v1/connectors/sources/<int:source_id>/execute", "POST"):
+        "another workspace's connector: 404 (tests/test_airbyte_dialect.py)",
     ("/v1/workspaces/<string:workspaceId>/oauthCredentials", "PUT"):
         "another workspaceId: 404 (tests/test_airbyte_public.py)",
 }

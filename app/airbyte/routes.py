@@ -14,6 +14,8 @@ from .. import db
 from ..auth import current_principal
 from ..catalog import get_catalog
 from ..crypto import get_keyring
+from ..execute.schemas import ExecuteResultSchema, ExecuteSchema
+from ..execute.service import execute_operation
 from ..oauth import apps, handshake
 from ..wiring import services
 from . import service
@@ -116,6 +118,19 @@ class Connectors(MethodView):
         source, card = service.create_embedded_connector(
             db.session(), get_catalog(), get_keyring(), services().source_hooks, current_principal(), body)
         return service.connector_view(source, card)
+
+
+@embedded.route("/connectors/sources/<int:source_id>/execute")
+class Execute(MethodView):
+    @fields_named(EMBEDDED_NAMES)
+    @embedded.arguments(ExecuteSchema(unknown=RAISE))
+    @embedded.response(200, ExecuteResultSchema)
+    @embedded.doc(**airbyte_errors(401, 403, 404, 409, 424, 429))
+    def post(self, body: dict[str, Any], source_id: int) -> Any:
+        """Run an operation (list a stream's records, get one by key) on the connector: the execute
+        of /v4/sources/{id}/execute. The operator token acts for the connector's workspace."""
+        account_id = service.connector_workspace(db.session(), current_principal(), source_id)
+        return execute_operation(db.session(), account_id, source_id, body)
 
 
 # -- public API -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..accounts.service import account_by_external_id, visible_account
@@ -17,6 +18,7 @@ from ..catalog import Catalog
 from ..catalog.cards import ReportCard
 from ..crypto import Keyring
 from ..errors import ApiError, Invalid, NotFound, Problem
+from ..models import Source
 from ..oauth import apps, handshake
 from ..oauth.models import OPERATOR_SCOPE
 from ..schemas import id_from_text
@@ -96,6 +98,20 @@ def _check_secret_workspace(session: Session, principal: Principal, account_id: 
         owner = handshake.secret_owner(session, secret_id)
     if owner is not None and owner != account_id:
         raise _not_found("external_user_id", "not the external_user_id the OAuth handshake was initiated with")
+
+
+def connector_workspace(session: Session, principal: Principal, source_id: int) -> int:
+    """The account a connector call acts for: an account token's own (the use case then finds the
+    source in it, or 404s), the operator's the source's workspace (404 when there is no source)."""
+    if principal.account_id is not None:
+        return principal.account_id
+    with session.begin():
+        found = session.scalars(select(Source.account_id).where(
+            Source.id == source_id, Source.deleted_at.is_(None))).one_or_none()
+    if found is None:
+        raise NotFound(f"source {source_id} not found", details=[Problem("id", "no such connector").detail()])
+    account_id: int = found
+    return account_id
 
 
 # -- use cases ------------------------------------------------------------------------------------
