@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 
 from . import (
+    airbyte,
     auth,
     catalog,
     crypto,
@@ -66,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     wiring.install(app, wire(connectors.get_connectors(app)))
     _register_blueprints(app)
     register_error_handlers(app)
+    airbyte.init_app(app)  # after the handlers: its paths answer errors in Airbyte's shape
     if app.config["EMBEDDED_WORKER"]:
         app.extensions["connect.worker"] = start_embedded_worker(app, wiring.services(app).jobs)
     return app
@@ -94,10 +96,13 @@ def wire(registry: connectors.Connectors) -> wiring.Services:
 
 def _register_blueprints(app: Flask) -> None:
     from .accounts.routes import blueprint as accounts
+    from .airbyte.routes import embedded as airbyte_embedded
+    from .airbyte.routes import public as airbyte_public
     from .connect.routes import blueprint as connect_sessions
     from .connect.routes import page as connect_page
     from .discovery.routes import blueprint as streams
     from .docs import blueprint as docs_assets
+    from .execute.routes import blueprint as execute
     from .health import blueprint as health
     from .oauth.routes import blueprint as oauth_routes
     from .source_types.routes import blueprint as source_types
@@ -105,7 +110,8 @@ def _register_blueprints(app: Flask) -> None:
     from .webhooks.routes import blueprint as webhook_routes
 
     api = create_api(app)
-    for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions, webhook_routes):
+    for blueprint in (accounts, source_types, sources, streams, oauth_routes, connect_sessions, webhook_routes,
+                      airbyte_embedded, airbyte_public, execute):
         api.register_blueprint(blueprint)
     app.register_blueprint(health)
     app.register_blueprint(connect_page)

@@ -5,7 +5,7 @@ finds the row by hash, then compares in constant time. The operator token comes 
 ``CONNECT_OPERATOR_TOKEN`` or ``instance/operator_token`` and is compared the same way (its hash is
 computed once, not per request).
 Views declare who may call them with :func:`operator_only` / :func:`account_only`; everything under
-``/v4`` needs a token unless the view is marked :func:`public`.
+``/v4``, ``/api/v1`` and ``/v1`` (app/paths.py) needs a token unless the view is marked :func:`public`.
 
 Every request of an account would otherwise cost a database round trip before the view runs, so
 each process keeps the principals of recently seen tokens for ``CONNECT_TOKEN_CACHE_SECONDS``
@@ -34,6 +34,7 @@ from . import db
 from .errors import AccessDenied, Unauthorized
 from .extensions import REFUSES_SOME_CALLERS
 from .models import AccountToken
+from .paths import is_api_path
 
 TOKEN_PREFIX = "cn_"
 EXTENSION_KEY = "connect.auth"
@@ -208,7 +209,7 @@ def resolve_principal(token: str) -> Principal | None:
 
 def authenticate_request() -> None:
     g.principal = None
-    if not request.path.startswith("/v4/"):
+    if not is_api_path(request.path):
         return
     endpoint = request.endpoint
     if endpoint is None:

@@ -165,10 +165,13 @@ def taps() -> None:
 
 
 def _tap_environments() -> TapEnvironments:
-    from .connectors.singer.environments import TapEnvironments
+    """The taps directory of the app's Singer connector (one home for where taps live)."""
+    from .connectors.registry import get_connectors
+    from .connectors.singer.connector import SingerConnector
 
-    root = current_app.config.get("TAPS_DIR") or Path(current_app.instance_path) / "taps"
-    return TapEnvironments(root)
+    singer = get_connectors().of_kind("singer")
+    assert isinstance(singer, SingerConnector)  # create_app registers it (app/connectors/registry.py)
+    return singer.environments
 
 
 def _declared_specs(types: tuple[str, ...], every: bool) -> dict[str, SingerSpec]:
@@ -223,12 +226,32 @@ def taps_install(types: tuple[str, ...], every: bool, jobs: int) -> None:
         for source_type, tap, error in pool.map(install, specs.items()):
             if tap is not None:
                 click.echo(f"{source_type}: installed {tap.package} {tap.version} in {tap.environment}")
+                _recheck_waiting(source_type)
             elif error is not None:
                 failed += 1
                 click.echo(f"{source_type}: FAILED: {error}\n{error.output}", err=True)
     click.echo(f"{len(specs) - failed} installed, {failed} failed")
     if failed:
         sys.exit(1)
+
+
+def _recheck_waiting(source_type: str) -> None:
+    """Queue a check for the type's sources whose check failed because the tap was not installed."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import db
+    from .connectors.singer.connector import NOT_INSTALLED
+    from .discovery.service import recheck_waiting
+
+    try:
+        with db.get_db().Session() as session:
+            queued = recheck_waiting(session, source_type, NOT_INSTALLED)
+    except SQLAlchemyError as error:  # taps may be installed before the database is set up
+        click.echo(f"{source_type}: no waiting source re-checked ({type(error).__name__}: is the database "
+                   "migrated? `flask connect migrate`); POST /v4/sources/{id}/discover re-checks one", err=True)
+        return
+    if queued:
+        click.echo(f"{source_type}: {len(queued)} source(s) waiting for this tap queued for a check")
 
 
 @taps.command("list")
@@ -267,3 +290,34 @@ def taps_remove(types: tuple[str, ...]) -> None:
     for source_type in types:
         removed = environments.remove(source_type)
         click.echo(f"{source_type}: {'removed' if removed else 'was not installed'}")
+
+
+@connect_cli.command("export-source")
+@click.argument("source_id", type=int)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@with_appcontext
+def export_source(source_id: int, directory: Path) -> None:
+    """Write a fully configured source's tap config (credentials in clear) and catalog into
+    DIRECTORY, for a pipeline host to run ``tap --config config.json --catalog catalog.json``.
+
+    The one way credentials leave the service in clear: the files are 0600 and the export is
+    recorded as a ``source_exported`` event of the source."""
+    from . import db
+    from .catalog import get_catalog
+    from .connectors.registry import get_connectors
+    from .connectors.singer.connector import SingerConnector
+    from .crypto import get_keyring
+    from .discovery.export import export_source as export
+    from .errors import ApiError
+
+    singer = get_connectors().of_kind("singer")
+    assert isinstance(singer, SingerConnector)  # create_app registers it (app/connectors/registry.py)
+    with db.get_db().Session() as session:
+        try:
+            written = export(session, get_catalog(), get_keyring(), singer, source_id, directory)
+        except ApiError as error:
+            click.echo(f"source {source_id} not exported: {error}", err=True)
+            sys.exit(1)
+    for path in written:
+        click.echo(f"wrote {path} (mode 0600)")
+    click.echo("it holds the source's credentials in clear: keep it on the pipeline host only")

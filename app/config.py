@@ -76,9 +76,18 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
      "Most bytes read from a tap's stdout; past it the tap is killed and the check fails."),
     ("CONNECT_TAP_MAX_MEMORY_MB", "TAP_MAX_MEMORY_MB", 2048, int,
      "Address-space limit (RLIMIT_AS) of a tap process, in MiB; 0 turns it off."),
+    ("CONNECT_TAP_USER_AGENT", "TAP_USER_AGENT", "connect (Singer tap runner)", str,
+     "The `user_agent` every tap is given (as Stitch gives its taps one; many require it), unless a "
+     "source or card sets its own. Providers see it: name your deployment and a contact."),
     ("CONNECT_RATE_LIMIT", "RATE_LIMIT", "", str,
      "Per-account rate limit of the `/v4` API such as `100/minute` or `10/second;1000/hour` "
      "(429 with Retry-After over it; the operator token is not limited); empty turns it off."),
+    ("CONNECT_SOURCE_ANSWER_MAX_BYTES", "SOURCE_ANSWER_MAX_BYTES", 10_485_760, int,
+     "Largest answer of a source's API that execute and the proxy read; a longer one is refused "
+     "(424 `response_too_large`) and not read on."),
+    ("CONNECT_PROXY_ENABLED", "PROXY_ENABLED", True, bool,
+     "Serve `/v4/sources/{id}/proxy/<path>` (calls to a source's API with its stored credentials); "
+     "off, every proxy call gets 403 `proxy_disabled`. A card can turn its own type's proxy off."),
     ("CONNECT_RATE_LIMIT_STORAGE_URI", "RATE_LIMIT_STORAGE_URI", "memory://", str,
      "Where rate-limit counters live. `memory://` counts per process, so with several gunicorn "
      "workers an account can make up to workers × the limit; a shared store such as "

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, current_app
 
 from . import redaction
@@ -40,10 +42,18 @@ class Keyring:
             raise KeyringError("no encryption key configured (CONNECT_ENCRYPTION_KEYS)")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
         self.primary_id = keys[0][0]
+        self._primary_key = keys[0][1]
 
     @property
     def key_ids(self) -> list[str]:
         return list(self._ciphers)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for ``purpose`` alone (HKDF-SHA256 of the primary key), such as the MAC key that
+        makes execute's cursors tamper-evident. Rotating the primary key changes it: values signed
+        under the old one stop verifying, which is right for short-lived things like cursors."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=f"connect:{purpose}".encode()).derive(self._primary_key)
 
     def seal(self, plaintext: str, associated_data: str) -> Sealed:
         redaction.remember(plaintext)

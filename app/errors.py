@@ -9,11 +9,11 @@ properties: the code that builds a message about a property knows whether it is 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,30 @@ def error_body(status: int, type_: str, message: str, details: list | None = Non
     return {"error": {"type": type_, "message": message, "details": details or []}}
 
 
+# Another dialect's error shape for the paths under its prefixes (the Airbyte dialect's, set by
+# app/airbyte in create_app): the same status, type, message and details, drawn another way.
+ERROR_SHAPES_KEY = "connect.error_shapes"
+ErrorBody = Callable[[int, str, str, list], dict]
+
+
+def register_error_shape(app: Flask, prefixes: tuple[str, ...], body: ErrorBody) -> None:
+    app.extensions.setdefault(ERROR_SHAPES_KEY, []).append((prefixes, body))
+
+
+def _shaped_body(status: int, type_: str, message: str, details: list | None) -> dict:
+    if has_request_context():
+        for prefixes, body in current_app.extensions.get(ERROR_SHAPES_KEY, ()):
+            if request.path.startswith(prefixes):
+                shaped: dict = body(status, type_, message, details or [])
+                return shaped
+    return error_body(status, type_, message, details)
+
+
 def error_response(
     status: int, type_: str, message: str, details: list | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    response = jsonify(error_body(status, type_, message, details))
+    response = jsonify(_shaped_body(status, type_, message, details))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -34,9 +34,9 @@ from flask_limiter import Limiter, RateLimitExceeded
 from limits import parse_many
 
 from .errors import error_response
+from .paths import is_api_path
 
 EXTENSION_KEY = "connect.ratelimit"
-API_PREFIX = "/v4/"
 
 
 def rate_limit_key() -> str:
@@ -48,7 +48,7 @@ def rate_limit_key() -> str:
 
 
 def _exempt() -> bool:
-    if not request.path.startswith(API_PREFIX):
+    if not is_api_path(request.path):
         return True
     principal = g.get("principal")
     return principal is not None and principal.is_operator

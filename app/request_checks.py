@@ -32,11 +32,15 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, IntegerConverter, Map
 
 from .errors import ApiError
+from .paths import is_api_path
 from .schemas import MAX_ID
 
 MAX_DEPTH = 32
 log = logging.getLogger(__name__)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The proxy forwards its body to the source's API as it came (any content type); it is never parsed
+# or stored here, only bounded by MAX_CONTENT_LENGTH (app/execute/proxy.py).
+_FORWARDED_BODY = re.compile(r"^/v4/sources/[0-9]+/proxy/")
 
 
 class IdConverter(IntegerConverter):
@@ -196,10 +200,10 @@ def check_request_body() -> None:
     if request.routing_exception is not None or request.method in {"GET", "HEAD", "OPTIONS"}:
         return  # routing answers 404/405 first; reads take no body
     raw = _read_body()
-    if not raw:
+    if not raw or _FORWARDED_BODY.match(request.path):
         return
     if not request.is_json:
-        if request.path.startswith("/v4/"):
+        if is_api_path(request.path):
             raise ApiError(
                 f"send the body as application/json, not {request.mimetype or 'without a Content-Type'}",
                 status=415, type="unsupported_media_type",

@@ -34,7 +34,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import discovery, loadgen, seed
+from . import discovery, execute, loadgen, seed
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,6 +50,7 @@ TARGETS = {
     "list_flat": ("(added) every list page, 1k…100k, first and deepest, ≤ 1.2× the fastest", 1.2),
     "startup": ("create_app with 1,000 cards < 2 s", 2.0),
     "rss": ("peak RSS per worker ≤ 120 MiB", 120.0),
+    "proxy": ("proxy call ≥ 0.7× a direct call to the same loopback API (bench/execute.py)", 0.7),
 }
 
 
@@ -396,6 +397,10 @@ def evaluate(report: dict) -> list[dict]:
     startup = report["startup"]["generated_1000"]["create_app_s"]
     verdicts.append({"target": TARGETS["startup"][0], "backend": "-", "value": startup,
                      "met": startup < TARGETS["startup"][1]})
+    if report.get("execute"):
+        value = report["execute"]["proxy"]["ratio"]
+        verdicts.append({"target": TARGETS["proxy"][0], "backend": "sqlite", "value": value,
+                         "met": value >= TARGETS["proxy"][1]})
     return verdicts
 
 
@@ -476,6 +481,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| {backend} | {', '.join(map(str, rss['service']))} | {', '.join(map(str, rss['baseline']))} |")
     if report.get("discovery"):
         lines += ["", *discovery.markdown(report["discovery"], settings.get("discovery_runs", 3))]
+    if report.get("execute"):
+        lines += ["", *execute.markdown(report["execute"])]
     lines += ["", "## Targets", "", "| target | db | value | met |", "|---|---|---:|---|"]
     for verdict in report["targets"]:
         lines.append(f"| {verdict['target']} | {verdict['backend']} | {verdict['value']} | "
@@ -541,6 +548,8 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--discovery-tables", type=int, nargs="*", default=[200, 2000],
                         help="database discovery rows: tables per source database (none: skip)")
+    parser.add_argument("--execute-runs", type=int, default=execute.RUNS,
+                        help="calls per execute/proxy row (0: skip)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -596,6 +605,9 @@ def main() -> int:
         log(f"database discovery: {args.discovery_tables} tables")
         report["discovery"] = discovery.measure(args.discovery_tables)
         report["settings"]["discovery_runs"] = 3
+    if args.execute_runs:
+        log(f"execute and the proxy: {args.execute_runs} calls per row")
+        report["execute"] = execute.measure(args.execute_runs)
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["targets"] = evaluate(report)
     args.output.mkdir(parents=True, exist_ok=True)

@@ -918,6 +918,52 @@ def build_cards(
     return cards, derived, without_oauth
 
 
+# Where a type's natural short name (the Airbyte dialect's ``connector_type``: ``hubspot``) comes from.
+ALIAS_SUFFIXES = {"webhook.": "-webhook"}  # webhook.iterable is not platform.iterable: "iterable-webhook"
+HP_PREFIX = "hp-"
+LEGACY_SUFFIX = "-legacy"
+
+
+def short_name(source_type: str) -> str:
+    """The type without its namespace, in the lower-case, hyphenated form Airbyte names connectors
+    with: ``platform.hubspot`` → ``hubspot``, ``platform.cloudsql_pg`` → ``cloudsql-pg``,
+    ``webhook.iterable`` → ``iterable-webhook``."""
+    namespace, _, name = source_type.rpartition(".")
+    suffix = ALIAS_SUFFIXES.get(f"{namespace}.", "") if namespace else ""
+    return name.replace("_", "-").lower() + suffix
+
+
+def aliases_for(cards: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Every card's aliases: its short name, and for a Stitch ``hp-`` type that another type names as
+    its upgrade the short name without ``hp-`` as well. The current type takes the plain name
+    (``postgres`` is platform.hp-postgres, as Airbyte's ``postgres`` is its current connector); the
+    type it replaces keeps its own short name, or ``<name>-legacy`` when that was taken."""
+    aliases = {card["type"]: [short_name(card["type"])] for card in cards}
+    for card in cards:
+        successor = (card.get("upgrade_available") or {}).get("type")
+        if successor in aliases and short_name(successor).startswith(HP_PREFIX):
+            plain = short_name(successor).removeprefix(HP_PREFIX)
+            if aliases[card["type"]] == [plain]:
+                aliases[card["type"]] = [plain + LEGACY_SUFFIX]
+            aliases[successor].append(plain)
+    owners: dict[str, str] = {}
+    for source_type, names in aliases.items():
+        for name in names:
+            if name in owners:
+                raise SystemExit(f"alias {name!r} of {source_type} is also {owners[name]}'s")
+            owners[name] = source_type
+    return aliases
+
+
+def add_aliases(cards: list[dict[str, Any]]) -> None:
+    """Put each card's ``aliases`` right after its display name."""
+    aliases = aliases_for(cards)
+    for index, card in enumerate(cards):
+        items = list(card.items())
+        items.insert(2, ("aliases", aliases[card["type"]]))
+        cards[index] = dict(items)
+
+
 def write_cards(cards: list[dict[str, Any]], out_dir: Path) -> None:
     """One file per card, 2-space indent, keys in the order built."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1321,6 +1367,7 @@ def main(argv: list[str] | None = None) -> int:
     cards, derived, without_oauth = build_cards(source_types, nango)
     apply_card_docs(cards, source_types, load_card_docs())
     singer = add_singer_sections(cards, args.tap_coverage)
+    add_aliases(cards)
     write_cards(cards, args.out)
 
     with_oauth = [c["type"] for c in cards if "oauth" in c]

@@ -35,11 +35,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry points: the app factory, the CLI, gunicorn's hooks",
      ("app", "app.cli", "app.serving", "app.migrations", "app.migrations.*")),
     ("HTTP routes", ("app.*.routes", "app.docs", "app.health")),
+    ("the Airbyte dialect: its use cases compose the services below", ("app.airbyte", "app.airbyte.*")),
     ("wiring: the collaborators create_app puts on the app", ("app.wiring",)),
     ("the hosted connect page and accounts", ("app.connect", "app.connect.*", "app.accounts", "app.accounts.*",
                                               "app.source_types")),
     ("the OAuth handshake (a reconnect updates its source)", ("app.oauth", "app.oauth.*")),
     ("source write use cases (their collaborators are injected)", ("app.sources.writes",)),
+    ("using a configured source: execute and the proxy", ("app.execute", "app.execute.*")),
     ("checks, discovery and field selection", ("app.discovery", "app.discovery.*")),
     ("connectors: calls to a source's API, tokens", ("app.connectors", "app.connectors.*")),
     ("background jobs", ("app.jobs", "app.jobs.*")),
@@ -54,7 +56,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("infrastructure", ("app.db", "app.crypto", "app.templating")),
     ("models", ("app.models", "app.*.models")),
     # app.webhooks.events: the event types and their data, pure (request schemas list them).
-    ("foundation", ("app.config", "app.errors", "app.redaction", "app.webhooks.events")),
+    ("foundation", ("app.config", "app.errors", "app.paths", "app.redaction", "app.webhooks.events")),
 ]
 # Alembic's revisions and its env script are run by Alembic (env.py does its work when Alembic
 # imports it): they are not modules of the service.

@@ -41,6 +41,7 @@ from schemathesis.generation import GenerationMode
 from app import db
 from app.db import begin_write
 from app.jobs.worker import Worker
+from app.paths import is_airbyte_path
 from app.webhooks.outbox import emit
 from app.wiring import services
 
@@ -140,11 +141,17 @@ def examples_per_operation() -> int:
 
 
 def error_shape(ctx, response, case) -> None:  # type: ignore[no-untyped-def]
-    """Every error of every layer is {"error": {"type", "message", "details"}}, as JSON."""
-    if response.status_code < 400:
+    """Every error of every layer is {"error": {"type", "message", "details"}}, as JSON; on the
+    Airbyte dialect's paths, Airbyte's problem document {"type", "title", "status", "detail", "errors"};
+    a provider's answer the proxy passes back (``Connect-Proxied: source``) is the provider's own."""
+    if response.status_code < 400 or response.headers.get("connect-proxied"):
         return
     assert response.headers.get("content-type", [""])[0].startswith("application/json"), response.headers
     body = response.json()
+    if is_airbyte_path(case.formatted_path):
+        assert isinstance(body, dict) and set(body) == {"type", "title", "status", "detail", "errors"}, body
+        assert body["status"] == response.status_code and body["detail"] and isinstance(body["errors"], list), body
+        return
     assert isinstance(body, dict) and set(body) == {"error"}, body
     error = body["error"]
     assert set(error) == {"type", "message", "details"}, body
@@ -168,6 +175,7 @@ class Seed:
     def path_parameters(self) -> dict[str, object]:
         return {"account_id": self.account_id, "token_id": self.token_id, "source_id": self.source_id,
                 "stream_id": self.stream_id, "source_type": OAUTH_TYPE, "webhook_id": self.webhook_id,
+                "workspaceId": str(self.account_id),
                 "delivery_id": self.delivery_id}
 
 
@@ -241,8 +249,9 @@ def fuzz_operation(operation, mode: GenerationMode, token: str, seed: Seed, fail
               phases=[Phase.explicit, Phase.generate, Phase.shrink],
               suppress_health_check=list(HealthCheck))
     def run(case) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(case.body, dict) and isinstance(case.body.get("secret_id"), str):
-            case.body["secret_id"] = FUZZ_SECRET_ID
+        for name in ("secret_id", "server_side_oauth_secret_id", "secretId"):
+            if isinstance(case.body, dict) and isinstance(case.body.get(name), str):
+                case.body[name] = FUZZ_SECRET_ID
         CASES[f"principal:{principal}"] += 1
         CASES[f"mode:{mode.value}"] += 1
         case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, additional_checks=[error_shape])

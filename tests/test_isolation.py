@@ -76,6 +76,20 @@ NO_ID_ROUTES: dict[tuple[str, str], str] = {
     ("/docs-assets/<path:filename>", "GET"): "public static files",
     ("/static/<path:filename>", "GET"): "public static files",
     ("/connect-static/<path:filename>", "GET"): "public static files of the connect page",
+    # The Airbyte dialect answers in Airbyte's error shape, so its cross-workspace cases (404
+    # "Workspace not found", nothing changed) are in its own tests.
+    ("/api/v1/oauth/credentials", "PUT"): "sets the caller's own scope's app (tests/test_airbyte_dialect.py)",
+    ("/api/v1/oauth/credentials/spec", "GET"): "the catalog's OAuth configuration schema",
+    ("/api/v1/integrations/connectors/oauth/initiate", "POST"):
+        "another's external_user_id: 404 Workspace not found (tests/test_airbyte_dialect.py)",
+    ("/api/v1/integrations/connectors", "POST"):
+        "another's external_user_id or secret: 404 (tests/test_airbyte_dialect.py)",
+    ("/v1/sources/initiateOAuth", "POST"): "another workspaceId: 404 (tests/test_airbyte_public.py)",
+    ("/v1/sources", "POST"): "another workspaceId or secretId: 404 (tests/test_airbyte_public.py)",
+    ("/api/v1/connectors/sources/<int:source_id>/execute", "POST"):
+        "another workspace's connector: 404 (tests/test_airbyte_dialect.py)",
+    ("/v1/workspaces/<string:workspaceId>/oauthCredentials", "PUT"):
+        "another workspaceId: 404 (tests/test_airbyte_public.py)",
 }
 # The hosted page (app/connect): no account token; its session token (in the path, or the OAuth
 # return cookie next to a session id) is the credential, and a session is bound to one account's
@@ -134,6 +148,8 @@ MATRIX: dict[tuple[str, str], list[Attempt]] = {
     ("/v4/sources/<int:source_id>/discover", "POST"): [their("/v4/sources/{their_discovered}/discover"),
                                                        their("/v4/sources/{their_source}/discover")],
     ("/v4/sources/<int:source_id>/streams", "GET"): [their("/v4/sources/{their_discovered}/streams")],
+    ("/v4/sources/<int:source_id>/catalog", "GET"): [their("/v4/sources/{their_discovered}/catalog"),
+                                                     their("/v4/sources/{their_source}/catalog")],
     ("/v4/sources/<int:source_id>/streams/<int:stream_id>", "GET"): [
         their("/v4/sources/{their_discovered}/streams/{their_stream}"),
         # My source with their stream's id: the stream is looked up within my source.

@@ -106,9 +106,12 @@ def test_source_types_list(client, account, app):
 
 def test_google_analytics_report_card_has_the_shape_of_stitchs_guide(client, account):
     card = client.get("/v4/source-types/platform.google-analytics", headers=account.headers).get_json()
-    # Stitch's type-level card, plus what this service adds: what its OAuth handshake fills.
+    # Stitch's type-level card, plus what this service adds: what its OAuth handshake fills, and
+    # whether this deployment can configure the type end to end (its tap is not installed here).
     assert set(card) == {"type", "current_step", "current_step_type", "steps", "details", "upgrade_available",
-                         "oauth_handshake"}
+                         "oauth_handshake", "availability"}
+    assert card["availability"]["configurable"] is False
+    assert "flask connect taps install platform.google-analytics" in card["availability"]["reason"]
     assert card["upgrade_available"] is None
     assert card["oauth_handshake"] == {"fills": ["client_id", "client_secret", "refresh_token"],
                                        "remaining_inputs": ["view_id"]}

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..auth import Principal, forget_token, new_token
 from ..db import begin_write
 from ..errors import Conflict, Invalid, NotFound, Problem
-from ..models import Account, AccountToken, utcnow
+from ..models import Account, AccountToken, table_of, utcnow
 from ..oauth.redirect_urls import redirect_url_problem
 
 
@@ -106,3 +108,27 @@ def revoke_token(session: Session, principal: Principal, account_id: int, token_
     # Once committed, this process stops accepting it at once (other processes within
     # CONNECT_TOKEN_CACHE_SECONDS, when their cached entry expires).
     forget_token(token_hash)
+
+
+def account_by_external_id(session: Session, external_id: str, *, create: bool) -> int | None:
+    """The id of the account with this ``external_id``; with ``create``, made on first use (named
+    after the id, with no token: the operator issues one when it wants a scoped token). Runs in the
+    caller's write transaction, so a request refused later creates nothing.
+
+    Two first uses at once make one account: the insert does nothing when the id exists, on
+    PostgreSQL also when another transaction inserted it and commits first (the insert waits for
+    it), and the select that follows sees the row that won."""
+    query = select(Account.id).where(Account.external_id == external_id)
+    found: int | None = session.scalars(query).one_or_none()
+    if found is None and create:  # the insert only on first use: every later use is one select
+        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+        session.execute(insert(table_of(Account)).values(
+            name=external_id, external_id=external_id, created_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=["external_id"]))
+        found = session.scalars(query).one_or_none()
+    return found
+
+
+def external_id_of(session: Session, account_id: int) -> str | None:
+    with session.begin():
+        return session.scalars(select(Account.external_id).where(Account.id == account_id)).one_or_none()

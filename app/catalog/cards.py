@@ -88,8 +88,8 @@ class ReportCard:
     """One source type. Attributes are read-only by convention and by freezing."""
 
     __slots__ = (
-        "type", "display_name", "details", "upgrade_available", "steps", "properties", "system_values", "oauth",
-        "auth", "api", "connector", "database", "singer", "path", "summary", "_public_steps",
+        "type", "display_name", "aliases", "details", "upgrade_available", "steps", "properties", "system_values",
+        "oauth", "auth", "api", "connector", "database", "singer", "path", "summary", "_public_steps",
         "oauth_fills", "oauth_remaining", "form_layout",
     )
 
@@ -97,6 +97,8 @@ class ReportCard:
         self.path = path
         self.type: str = document["type"]
         self.display_name: str = document["display_name"]
+        # Short names (``hubspot``) the Airbyte dialect resolves through Catalog.resolve.
+        self.aliases: tuple[str, ...] = tuple(document.get("aliases") or ())
         self.details = freeze(document.get("details") or {})
         self.upgrade_available = freeze(document.get("upgrade_available"))
         steps = []

@@ -57,12 +57,22 @@ class Catalog:
         self.load_seconds = load_seconds
         # Which access:false types this deployment lets accounts create (app/catalog/access.py).
         self.access = access if access is not None else AccessPolicy()
+        self.by_alias: dict[str, str] = {alias: card.type for card in self.cards.values() for alias in card.aliases}
         self.list_json: bytes = json.dumps(
             [card.summary for card in self.cards.values()], separators=(",", ":")
         ).encode()
 
     def get(self, source_type: str) -> ReportCard | None:
         return self.cards.get(source_type)
+
+    def resolve(self, name: str) -> ReportCard | None:
+        """The card a name means: a type exactly (``platform.hubspot``), else an alias in any case
+        (``hubspot``, ``HubSpot``). The Stitch dialect takes types only (:meth:`get`)."""
+        card = self.cards.get(name)
+        if card is not None:
+            return card
+        source_type = self.by_alias.get(name.lower())
+        return self.cards[source_type] if source_type is not None else None
 
     def __len__(self) -> int:
         return len(self.cards)
@@ -245,6 +255,22 @@ def check_paths(paths: Iterable[Path]) -> tuple[dict[str, ReportCard], list[Cata
     return cards, problems
 
 
+def alias_problems(cards: dict[str, ReportCard]) -> list[CatalogProblem]:
+    """An alias names one type: not two cards' alias, not another card's type. Checked over the
+    merged catalog, since an operator's folder may add a card whose alias a shipped one has."""
+    problems = []
+    owners: dict[str, str] = {}
+    lowered_types = {source_type.lower(): source_type for source_type in cards}
+    for card in cards.values():
+        for index, alias in enumerate(card.aliases):
+            other = owners.get(alias) or lowered_types.get(alias)
+            if other is not None and other != card.type:
+                problems.append(CatalogProblem(card.path, f"$.aliases[{index}]",
+                                               f"alias {alias!r} is already {other}'s"))
+            owners.setdefault(alias, card.type)
+    return problems
+
+
 def split_paths(setting: str) -> list[Path]:
     return [Path(part) for part in setting.split(os.pathsep) if part.strip()]
 
@@ -252,6 +278,7 @@ def split_paths(setting: str) -> list[Path]:
 def load_catalog(setting: str, access: AccessPolicy | None = None) -> Catalog:
     started = time.perf_counter()
     cards, problems = check_paths(split_paths(setting))
+    problems += alias_problems(cards)
     if problems:
         raise CatalogError(problems)
     return Catalog(cards, time.perf_counter() - started, access)

@@ -302,6 +302,57 @@ def parse_request(raw: Mapping[str, Any], path: str) -> RequestSpec:
 # --- api ----------------------------------------------------------------------------------------
 
 
+PAGINATION_TYPES = ("none", "cursor", "next_link", "offset", "page", "link_header")
+PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True)
+class PaginationSpec:
+    """How a stream's list pages (execute ``list``, app/connectors/http_records.py):
+
+    * ``cursor``: the next page's cursor is in the body at ``cursor_path``, sent back as the query
+      parameter ``cursor_param``;
+    * ``next_link``: the next page's URL is in the body at ``next_link_path``;
+    * ``link_header``: the next page's URL is the ``Link`` header's ``rel="next"`` (RFC 8288);
+    * ``offset``: ``offset_param`` counts records skipped; ``page``: ``page_param`` counts pages
+      from ``first_page``; both end at a page shorter than the limit;
+    * ``none``: one page.
+
+    ``limit_param`` (when given) carries the page size, at most ``max_limit``. A next URL must be
+    on the card's ``base_url`` (same scheme, host, port and path prefix), or the list stops there.
+    """
+
+    type: str = "none"
+    limit_param: str | None = None
+    cursor_param: str = "cursor"
+    cursor_path: tuple[str | int, ...] = ()
+    next_link_path: tuple[str | int, ...] = ()
+    offset_param: str = "offset"
+    page_param: str = "page"
+    first_page: int = 1
+    max_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class GetSpec:
+    """How to fetch one record by key: ``path`` (and ``params``) render with ``params.<key>``, each
+    key value URL-quoted; the record is at ``record_path`` in the body (``[]``: the body)."""
+
+    path: str
+    params: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    record_path: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """What ``/v4/sources/{id}/proxy/<path>`` may reach: everything under ``base_url`` by default;
+    ``paths`` (prefixes, ``/`` first) and ``methods`` restrict it; ``enabled: false`` turns it off."""
+
+    enabled: bool = True
+    paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = PROXY_METHODS
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """One stream discovery asks the API for (``path``), and its Singer catalog entry."""
@@ -317,6 +368,8 @@ class StreamSpec:
     valid_replication_keys: tuple[str, ...] = ()
     forced_replication_method: str | None = None
     selected_by_default: bool = False
+    pagination: PaginationSpec = field(default_factory=PaginationSpec)
+    get: GetSpec | None = None
 
     @property
     def request(self) -> RequestSpec:
@@ -332,6 +385,7 @@ class ApiSection:
     headers: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     timeout_seconds: float | None = None
     streams: tuple[StreamSpec, ...] = ()
+    proxy: ProxySpec = field(default_factory=ProxySpec)
 
 
 def parse_stream(raw: Mapping[str, Any], path: str = "$.api.streams[0]") -> StreamSpec:
@@ -344,8 +398,47 @@ def parse_stream(raw: Mapping[str, Any], path: str = "$.api.streams[0]") -> Stre
         valid_replication_keys=read.strings("valid_replication_keys"),
         forced_replication_method=read.optional_text("forced_replication_method"),
         selected_by_default=read.flag("selected_by_default", False),
+        pagination=parse_pagination(read.get("pagination") or {}, f"{path}.pagination"),
+        get=_parse_get(read.get("get"), f"{path}.get"),
     )
     read.done("a stream")
+    return spec
+
+
+def parse_pagination(raw: Mapping[str, Any], path: str) -> PaginationSpec:
+    read = _Reader(raw, path)
+    first_page, max_limit = read.get("first_page"), read.get("max_limit")
+    spec = PaginationSpec(
+        type=read.text("type", "none"), limit_param=read.optional_text("limit_param"),
+        cursor_param=read.text("cursor_param", "cursor"), cursor_path=tuple(read.get("cursor_path") or ()),
+        next_link_path=tuple(read.get("next_link_path") or ()), offset_param=read.text("offset_param", "offset"),
+        page_param=read.text("page_param", "page"), first_page=1 if first_page is None else int(first_page),
+        max_limit=None if max_limit is None else int(max_limit))
+    read.done("a pagination")
+    if spec.type == "cursor" and not spec.cursor_path:
+        raise SectionProblem(f"{path}.cursor_path", "a cursor pagination needs cursor_path")
+    if spec.type == "next_link" and not spec.next_link_path:
+        raise SectionProblem(f"{path}.next_link_path", "a next_link pagination needs next_link_path")
+    if spec.type in ("offset", "page") and not spec.limit_param:
+        raise SectionProblem(f"{path}.limit_param", f"an {spec.type} pagination needs limit_param")
+    return spec
+
+
+def _parse_get(raw: Mapping[str, Any] | None, path: str) -> GetSpec | None:
+    if raw is None:
+        return None
+    read = _Reader(raw, path)
+    spec = GetSpec(path=read.text("path"), params=read.string_map("params"),
+                   record_path=tuple(read.get("record_path") or ()))
+    read.done("a get")
+    return spec
+
+
+def parse_proxy(raw: Mapping[str, Any], path: str = "$.api.proxy") -> ProxySpec:
+    read = _Reader(raw, path)
+    spec = ProxySpec(enabled=read.flag("enabled", True), paths=read.strings("paths"),
+                     methods=read.strings("methods") or PROXY_METHODS)
+    read.done("a proxy section")
     return spec
 
 
@@ -358,6 +451,7 @@ def parse_api(raw: Mapping[str, Any], path: str = "$.api") -> ApiSection:
         headers=read.string_map("headers"),
         timeout_seconds=None if timeout is None else float(timeout),
         streams=tuple(parse_stream(s, f"{path}.streams[{i}]") for i, s in enumerate(read.get("streams") or ())),
+        proxy=parse_proxy(read.get("proxy") or {}, f"{path}.proxy"),
     )
     read.done("an api section")
     return section

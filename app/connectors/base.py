@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..catalog.cards import ReportCard
@@ -116,4 +116,47 @@ class Connector(Protocol):
 
     def discover(self, target: SourceTarget) -> list[DiscoveredStream]:
         """The source's streams (called after a passed :meth:`check` of the same target)."""
+        ...
+
+
+# --- using a configured source: execute's list and get (app/execute/) ------------------------------
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """One ``list`` or ``get`` of one discovered stream, as a connector sees it.
+
+    ``fields`` are the fields the user selected, key fields first: a connector may fetch only
+    those (the database connector selects only those columns); the caller removes any other.
+    ``position`` is where the previous page ended, in the connector's own terms (the execute
+    service signs it into an opaque cursor and verifies it before it comes back here).
+    """
+
+    tap_stream_id: str
+    stream_name: str
+    stream_metadata: Mapping[str, Any]
+    key_properties: tuple[str, ...]
+    fields: tuple[str, ...]
+    # Fields a keyless stream's pages can be ordered by (no JSON objects or arrays: PostgreSQL has
+    # no ordering for json); empty: all of ``fields``.
+    sortable: tuple[str, ...] = ()
+    limit: int = 1
+    position: Mapping[str, Any] | None = None
+    key: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    records: list[dict[str, Any]]
+    next_position: Mapping[str, Any] | None = None
+
+
+@runtime_checkable
+class ReadsRecords(Protocol):
+    """A connector that can read a configured source's records on demand."""
+
+    def list_records(self, target: SourceTarget, query: RecordQuery) -> RecordPage:
+        ...
+
+    def get_record(self, target: SourceTarget, query: RecordQuery) -> dict[str, Any] | None:
+        """The record whose key is ``query.key``, or None when there is none."""
         ...

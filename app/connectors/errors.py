@@ -73,3 +73,11 @@ class TokenUnavailable(ConnectorError):
         super().__init__(message)
         self.error = error
         self.retry_at = retry_at
+
+
+class ResponseTooLarge(ConnectorError):
+    """The API's answer is longer than the call allows (execute, the proxy): it was not read on."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is longer than {limit} bytes")
+        self.limit = limit

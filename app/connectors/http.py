@@ -7,6 +7,11 @@ The source's properties are decrypted for the call only and rendered into the te
 gets a fresh token (refreshing only if nobody else has) and the request is sent again, so a token
 revoked or expired early does not stop a job.
 
+Parts that are data and never templates (:class:`Verbatim`: a provider's next-page URL or
+cursor, a proxied call's query, headers and body) are laid over the rendered request unrendered,
+so a value the provider or a caller chose cannot reach the template sandbox; the body can be read
+under a byte cap and an overall deadline (execute and the proxy).
+
 Redirects are followed only within the origin of the request: requests strips the
 ``Authorization`` header on a cross-host redirect, but not an API key in another header, the query
 or the body, so a redirect elsewhere is returned as it is instead of being followed.
@@ -14,8 +19,11 @@ or the body, so a redirect elsewhere is returned as it is instead of being follo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -29,7 +37,7 @@ from ..crypto import Keyring
 from ..models import Source
 from .authenticators import Authenticator, TokenAuth, static_authenticator, token_injection
 from .context import rendered, rendered_url, template_context
-from .errors import AuthConfigurationError
+from .errors import AuthConfigurationError, ResponseTooLarge
 from .network import network_policy
 from .tokens import TokenSettings, TokenStore
 
@@ -49,6 +57,21 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
+@dataclass(frozen=True)
+class Verbatim:
+    """What a request carries as it is (see the module docstring). ``url`` replaces the rendered
+    URL; ``params`` and ``headers`` are added; ``body`` replaces the body; ``max_bytes`` caps the
+    body read (beyond: :class:`ResponseTooLarge`), ``deadline`` bounds the whole exchange in
+    seconds (beyond: ``requests.Timeout``), a provider trickling bytes included."""
+
+    url: str | None = None
+    params: Sequence[tuple[str, str]] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    max_bytes: int | None = None
+    deadline: float | None = None
+
+
 def build_authenticator(card: ReportCard, auth: AuthSection, context: Mapping[str, Any],
                         store: TokenStore | None) -> Authenticator:
     """The authenticator for one call: static credentials rendered now; tokens from the store."""
@@ -64,7 +87,8 @@ def build_authenticator(card: ReportCard, auth: AuthSection, context: Mapping[st
     return TokenAuth(store.session_token, injection, renewable=bool(auth.expiration))
 
 
-def request_arguments(card: ReportCard, request: RequestSpec, context: Mapping[str, Any]) -> dict[str, Any]:
+def request_arguments(card: ReportCard, request: RequestSpec, context: Mapping[str, Any],
+                      verbatim: Verbatim | None = None) -> dict[str, Any]:
     """The ``requests`` arguments of a request (``api.check`` or a stream's), rendered."""
     api = card.api
     if api is None:
@@ -86,6 +110,18 @@ def request_arguments(card: ReportCard, request: RequestSpec, context: Mapping[s
         arguments["json"] = spec.json
     if spec.data:
         arguments["data"] = dict(spec.data)
+    return arguments if verbatim is None else _with_verbatim(arguments, verbatim)
+
+
+def _with_verbatim(arguments: dict[str, Any], verbatim: Verbatim) -> dict[str, Any]:
+    if verbatim.url is not None:
+        arguments["url"] = verbatim.url
+    if verbatim.params:
+        arguments["params"] = [*(arguments["params"] or {}).items(), *verbatim.params]
+    arguments["headers"] = {**arguments["headers"], **verbatim.headers}
+    if verbatim.body is not None:
+        arguments.pop("json", None)
+        arguments["data"] = verbatim.body
     return arguments
 
 
@@ -123,8 +159,13 @@ def send_rendered_request(
     context: Mapping[str, Any],
     request: RequestSpec,
     settings: TokenSettings,
+    verbatim: Verbatim | None = None,
+    http: requests.Session | None = None,
 ) -> requests.Response:
-    """:func:`send_api_request` with the template context already built (properties opened).
+    """:func:`send_api_request` with the template context already built (properties opened), and
+    parts of the request taken as they are (:class:`Verbatim`). ``http``, when given, is a session
+    made by ``settings.http_session`` that the caller keeps (its connections are reused); by
+    default a session is made for the call and closed after it.
 
     Every connection it opens (to the API, and the token store's to the token or login endpoint)
     goes through ``settings.network``: a refused address raises
@@ -136,11 +177,42 @@ def send_rendered_request(
         raise AuthConfigurationError(f"{card.type}: a request's own auth must be none/basic/bearer/api_key")
     store = TokenStore(session_factory, keyring, card, source_id, settings) if auth.uses_tokens else None
     authenticator = build_authenticator(card, auth, context, store)
-    arguments = request_arguments(card, request, context)
+    arguments = request_arguments(card, request, context, verbatim)
     timeout = (card.api.timeout_seconds if card.api is not None else None) or settings.http_timeout
-    with settings.http_session(SameOriginSession) as http:
-        response = http.request(**arguments, auth=authenticator, timeout=timeout)
+    capped = verbatim is not None and (verbatim.max_bytes is not None or verbatim.deadline is not None)
+    with ExitStack() as closing:
+        if http is None:
+            http = closing.enter_context(settings.http_session(SameOriginSession))
+        response = http.request(**arguments, auth=authenticator, timeout=timeout, stream=capped)
         if response.status_code == 401 and authenticator.renew():
             response.close()
-            response = http.request(**arguments, auth=authenticator, timeout=timeout)
+            response = http.request(**arguments, auth=authenticator, timeout=timeout, stream=capped)
+        if capped and verbatim is not None:
+            _read_capped(response, verbatim)
     return response
+
+
+def kept_session(settings: TokenSettings) -> requests.Session:
+    """A session to keep for many calls (execute, the proxy): vetted like every other, same-origin
+    redirects only, and no cookie jar, so a cookie one source's API sets never reaches another call."""
+    http = settings.http_session(SameOriginSession)
+    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return http
+
+
+def _read_capped(response: requests.Response, verbatim: Verbatim) -> None:
+    """Read the body while within the byte cap and the deadline (requests' own timeout is per read)."""
+    limit = verbatim.max_bytes
+    ends = None if verbatim.deadline is None else time.monotonic() + verbatim.deadline
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(65536):
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise ResponseTooLarge(limit)
+            if ends is not None and time.monotonic() > ends:
+                raise requests.Timeout(f"the answer took longer than {verbatim.deadline} s")
+            chunks.append(chunk)
+    finally:
+        response.close()
+    response._content = b"".join(chunks)  # what .content and .json() read from here on

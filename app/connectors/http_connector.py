@@ -20,10 +20,12 @@ Who can fix a failure (``ConnectorFailure.fixed_by``):
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,10 +37,11 @@ from ..crypto import Keyring
 from ..errors import Problem
 from ..models import utcnow
 from ..templating import TemplateProblem
-from .base import Availability, ConnectorFailure, DiscoveredStream, SourceTarget
-from .context import context_of
-from .errors import AuthConfigurationError, CredentialsRejected, TokenUnavailable
-from .http import send_rendered_request
+from . import http_records
+from .base import Availability, ConnectorFailure, DiscoveredStream, RecordPage, RecordQuery, SourceTarget
+from .context import context_of, rendered_url
+from .errors import AuthConfigurationError, CredentialsRejected, ResponseTooLarge, TokenUnavailable
+from .http import Verbatim, kept_session, send_rendered_request
 from .network import DestinationRefused
 from .tokens import TokenSettings
 from .urls import render_url
@@ -110,6 +113,14 @@ def judge(response: requests.Response, what: str) -> None:
     raise ConnectorFailure("check_failed", f"{what}: the API answered {status}", fixed_by="user")
 
 
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ConnectorFailure("unexpected_response", f"the API answered {response.status_code} with a body that is "
+                               "not JSON", fixed_by="time") from None
+
+
 @contextmanager
 def _as_connector_failures() -> Iterator[None]:
     """The http layer's exceptions as :class:`ConnectorFailure`, sorted by who can fix them."""
@@ -122,10 +133,15 @@ def _as_connector_failures() -> Iterator[None]:
         raise ConnectorFailure("configuration_error", str(error), fixed_by="operator") from None
     except DestinationRefused as refused:
         raise ConnectorFailure("destination_refused", refused.message, fixed_by="user") from None
+    except ResponseTooLarge as error:
+        raise ConnectorFailure("response_too_large", f"the API's answer is longer than {error.limit} bytes",
+                               fixed_by="operator") from None
     except TokenUnavailable as error:
         wait = None if error.retry_at is None else max(0.0, (error.retry_at - utcnow()).total_seconds())
         raise ConnectorFailure("source_unavailable", f"no token from the token endpoint for now ({error.error})",
                                fixed_by="time", retry_after=wait) from None
+    except requests.Timeout:
+        raise ConnectorFailure("source_unavailable", "the API did not answer in time", fixed_by="time") from None
     except requests.RequestException as error:
         raise ConnectorFailure("source_unavailable",
                                f"{type(error).__name__}: the API or its token endpoint is unreachable",
@@ -137,10 +153,16 @@ class HttpConnector:
 
     kind = "http"
 
-    def __init__(self, session_factory: sessionmaker[Session], keyring: Keyring, settings: TokenSettings) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], keyring: Keyring, settings: TokenSettings,
+                 *, answer_limit: int = 10 * 1024 * 1024) -> None:
         self.session_factory = session_factory
         self.keyring = keyring
         self.settings = settings
+        self.answer_limit = answer_limit  # bytes of one answer execute reads at most
+        # Execute and the proxy reuse connections: one kept session per thread (requests sessions
+        # are not meant to be shared across threads). Connections are vetted when opened, so a
+        # reused one goes to the address that was vetted.
+        self._kept = threading.local()
 
     def availability(self, card: ReportCard) -> Availability:
         if card.api is None:
@@ -162,6 +184,66 @@ class HttpConnector:
                 tap_stream_id=spec.tap_stream_id, stream_name=spec.stream_name or spec.tap_stream_id,
                 schema=thaw(spec.schema), metadata=tuple(discovered_metadata(spec, supported))))
         return found
+
+    # --- execute (app/execute/) ------------------------------------------------------------------------
+
+    def list_records(self, target: SourceTarget, query: RecordQuery) -> RecordPage:
+        """One page of the stream's request, paginated as the card says (http_records.py)."""
+        spec = self._stream(target.card, query.tap_stream_id)
+        context = self._context(target, {"limit": http_records.page_size(spec.pagination, query.limit)})
+        base_url = self._base_url(target.card, context)
+        verbatim = http_records.page_request(spec.pagination, query, base_url, max_bytes=self.answer_limit,
+                                             deadline=self._deadline(target.card))
+        response = self._send(target, spec.request, context, verbatim)
+        judge(response, f"stream {spec.tap_stream_id}")
+        body = _json(response)
+        found = http_records.records_at(body, spec.records_path)
+        following = http_records.next_position(spec.pagination, query, response, body, len(found), base_url)
+        return RecordPage(found, following)
+
+    def get_record(self, target: SourceTarget, query: RecordQuery) -> dict[str, Any] | None:
+        spec = self._stream(target.card, query.tap_stream_id)
+        if spec.get is None:
+            raise ConnectorFailure("get_not_supported", f"stream {spec.tap_stream_id} cannot be read by key",
+                                   fixed_by="operator")
+        # Key values are data: quoted whole into the path, so "../x" or "a/b" stays one segment.
+        keys = {name: quote(str(value), safe="") for name, value in (query.key or {}).items()}
+        context = self._context(target, keys)
+        verbatim = Verbatim(max_bytes=self.answer_limit, deadline=self._deadline(target.card))
+        response = self._send(target, RequestSpec(path=spec.get.path, params=spec.get.params), context, verbatim)
+        if response.status_code == 404:
+            return None
+        judge(response, f"stream {spec.tap_stream_id}")
+        found = http_records.records_at(_json(response), spec.get.record_path)
+        return found[0] if found else None
+
+    def forward(self, target: SourceTarget, method: str, verbatim: Verbatim) -> requests.Response:
+        """One proxied call (app/execute/proxy.py): ``verbatim`` holds the vetted URL, query, headers
+        and body; the card's headers and authenticator are applied, and a 401 renews once."""
+        return self._send(target, RequestSpec(method=method), None,
+                          replace(verbatim, max_bytes=verbatim.max_bytes or self.answer_limit,
+                                  deadline=verbatim.deadline or self._deadline(target.card)))
+
+    def base_url(self, target: SourceTarget) -> str:
+        """The card's ``base_url`` rendered for the source: where the proxy is pinned."""
+        return self._base_url(target.card, self._context(target, {}))
+
+    def _stream(self, card: ReportCard, tap_stream_id: str) -> StreamSpec:
+        spec = next((s for s in self._api(card).streams if s.tap_stream_id == tap_stream_id), None)
+        if spec is None:
+            raise ConnectorFailure("unknown_stream", f"the card has no stream {tap_stream_id}", fixed_by="operator")
+        return spec
+
+    def _context(self, target: SourceTarget, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {**context_of(target.card, target.properties, target.account_id, target.source_id, target.name),
+                "params": dict(params)}
+
+    def _base_url(self, card: ReportCard, context: Mapping[str, Any]) -> str:
+        with _as_connector_failures():
+            return rendered_url(self._api(card).base_url, context, f"{card.type}: api.base_url")
+
+    def _deadline(self, card: ReportCard) -> float:
+        return (card.api.timeout_seconds if card.api else None) or self.settings.http_timeout
 
     def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[Problem]:
         """A literal address in the rendered ``base_url`` that the network rules refuse (a name is
@@ -187,8 +269,17 @@ class HttpConnector:
             raise ConnectorFailure("not_checkable", self.availability(card).reason or "", fixed_by="operator")
         return card.api
 
-    def _send(self, target: SourceTarget, spec: RequestSpec) -> requests.Response:
-        context = context_of(target.card, target.properties, target.account_id, target.source_id, target.name)
+    def _send(self, target: SourceTarget, spec: RequestSpec, context: Mapping[str, Any] | None = None,
+              verbatim: Verbatim | None = None) -> requests.Response:
+        if context is None:
+            context = context_of(target.card, target.properties, target.account_id, target.source_id, target.name)
         with _as_connector_failures():
             return send_rendered_request(self.session_factory, self.keyring, target.card, target.source_id,
-                                         context, spec, self.settings)
+                                         context, spec, self.settings, verbatim,
+                                         None if verbatim is None else self._session())
+
+    def _session(self) -> requests.Session:
+        http: requests.Session | None = getattr(self._kept, "http", None)
+        if http is None:
+            http = self._kept.http = kept_session(self.settings)
+        return http

@@ -20,7 +20,10 @@ from ..errors import Problem
 from .base import Availability, Connector
 from .database import DatabaseConnector
 from .http_connector import HttpConnector
+from .network import DestinationRefused, NetworkPolicy
 from .network import init_app as init_network
+from .singer.connector import AddressCheck, SingerConnector
+from .singer.rotation import RotatedProperties
 from .tokens import TokenSettings
 from .urls import url_problems
 
@@ -45,6 +48,9 @@ class Connectors:
     def for_card(self, card: ReportCard) -> Connector | None:
         return self._by_kind.get(card.connector) if card.connector else None
 
+    def of_kind(self, kind: str) -> Connector | None:
+        return self._by_kind.get(kind)
+
     def availability(self, card: ReportCard) -> Availability:
         connector = self.for_card(card)
         if connector is None:
@@ -67,11 +73,34 @@ def init_app(app: Flask) -> Connectors:
     policy = init_network(app)
     settings = TokenSettings.from_config(app.config, network=policy)
     connectors = Connectors({
-        "http": HttpConnector(get_db(app).Session, get_keyring(app), settings),
+        "http": HttpConnector(get_db(app).Session, get_keyring(app), settings,
+                              answer_limit=int(app.config.get("SOURCE_ANSWER_MAX_BYTES", 10_485_760))),
         "database": DatabaseConnector(policy, timeout=settings.http_timeout),
+        # Taps installed by the operator (flask connect taps install); what a tap rotates in its
+        # config file is kept with the token store's guarantees.
+        "singer": SingerConnector.from_config(
+            app.config, app.instance_path, check_address=address_refusal(policy),
+            on_config_change=RotatedProperties(get_db(app).Session, get_keyring(app))),
     })
     app.extensions[EXTENSION_KEY] = connectors
     return connectors
+
+
+def address_refusal(policy: NetworkPolicy) -> AddressCheck:
+    """The network rules as the Singer connector asks them before a run: why a host a tap is
+    pointed at is refused, or None. A name that does not resolve is None here: the tap then fails
+    to reach it and says so. The tap resolves names again itself, so this is a check before the
+    run, not a fence around it."""
+    def refusal(host: str) -> str | None:
+        try:
+            policy.resolve(host, 0)
+        except DestinationRefused as refused:
+            return str(refused)
+        except OSError:
+            return None
+        return None
+
+    return refusal
 
 
 def get_connectors(app: Flask | None = None) -> Connectors:

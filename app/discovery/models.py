@@ -52,3 +52,6 @@ class Stream(Base):
     # The stream's effective selection, kept in step with ``selections`` by the one function that
     # writes them (app/discovery/service.py), so "is any stream selected" is one indexed query.
     selected: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    # The tap's other keys of the stream's catalog entry (DiscoveredStream.extra: ``table_name``,
+    # ``replication_method`` …), handed back in the catalog a tap takes; NULL for rows from before.
+    extra: Mapped[dict | None] = mapped_column(JSON)

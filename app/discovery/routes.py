@@ -17,6 +17,7 @@ from . import service
 from .schemas import (
     ConnectionCheckSchema,
     SelectionSchema,
+    SingerCatalogSchema,
     StreamListArgsSchema,
     StreamSchema,
     StreamSummarySchema,
@@ -85,6 +86,25 @@ class StreamById(MethodView):
         """A stream's schema and metadata, with the effective ``selected`` on every breadcrumb."""
         return jsonify(service.stream_body(service.get_stream(db.session(), current_account_id(), source_id,
                                                               stream_id)))
+
+
+@blueprint.route("/<int:source_id>/catalog")
+class HandoffCatalog(MethodView):
+    decorators = [account_only]
+
+    @blueprint.response(200, SingerCatalogSchema)
+    @blueprint.alt_response(404, schema=ApiErrorSchema)
+    @blueprint.alt_response(409, schema=ApiErrorSchema)
+    @blueprint.alt_response(422, schema=ApiErrorSchema)
+    def get(self, source_id: int) -> Response:
+        """The source's Singer catalog with the selections written into its metadata (``selected``
+        on every breadcrumb, ``replication-method`` / ``replication-key`` where chosen): exactly
+        what ``tap --config … --catalog …`` takes, for a pipeline that runs the source's tap.
+
+        409 ``not_ready`` until the source is fully configured (the error names the step it is at);
+        422 ``type_unavailable`` when the source's type left the catalog; 404 for a source the
+        account does not have."""
+        return jsonify(service.handoff_catalog(db.session(), get_catalog(), current_account_id(), source_id))
 
 
 @blueprint.route("/<int:source_id>/streams/metadata")

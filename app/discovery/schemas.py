@@ -68,3 +68,22 @@ class StreamWriteSchema(Schema):
 
 class SelectionSchema(Schema):
     streams = fields.List(fields.Nested(StreamWriteSchema), required=True, validate=validate.Length(min=1, max=1000))
+
+
+class CatalogEntrySchema(Schema):
+    """A Singer catalog entry; the tap's other keys of the entry (``table_name``, ``replication_method``
+    …) are kept as the tap reported them at discovery."""
+
+    tap_stream_id = fields.String(required=True)
+    stream = fields.String(required=True)
+    schema = fields.Dict(required=True)
+    metadata = fields.List(fields.Nested(MetadataEntrySchema), required=True, metadata={
+        "description": "Singer metadata with the effective `selected` on every breadcrumb and the chosen "
+                       "`replication-method` / `replication-key` at the stream level."})
+    key_properties = fields.List(fields.String())
+    replication_method = fields.String()
+    replication_key = fields.String()
+
+
+class SingerCatalogSchema(Schema):
+    streams = fields.List(fields.Nested(CatalogEntrySchema), required=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..catalog import Catalog
@@ -34,6 +34,7 @@ from .catalog import (
     stream_level_metadata,
     stream_selected,
 )
+from .handoff import StoredStream, selected_catalog
 from .models import ConnectionCheck, Stream
 
 CHECK_JOB = "check_and_discover"
@@ -195,9 +196,49 @@ def save_discovery(session: Session, source: Source, found: list[DiscoveredStrea
         stream.stream_name = discovered.stream_name
         stream.schema = thaw(discovered.schema)
         stream.discovered_metadata = metadata
+        stream.extra = thaw(discovered.extra) or None
         stream.selections = carry_selections(stream.selections or {}, metadata)
         stream.selected = stream_selected(metadata, stream.selections)
     removed = sorted(set(existing) - seen)
     for tap_stream_id in removed:
         session.delete(existing[tap_stream_id])
     return {"added": sorted(seen - set(existing)), "removed": removed}
+
+
+def recheck_waiting(session: Session, source_type: str, error_type: str) -> list[int]:
+    """Queue a check for each live source of the type whose current configuration's latest check
+    failed with ``error_type`` (``connector_not_installed``, once the operator installed the tap);
+    the ids of the sources queued."""
+    latest = (select(func.max(ConnectionCheck.id)).join(Source, Source.id == ConnectionCheck.source_id)
+              .where(Source.type == source_type, Source.deleted_at.is_(None),
+                     ConnectionCheck.config_generation == Source.config_generation)
+              .group_by(ConnectionCheck.source_id))
+    with begin_write(session):
+        # The error is JSON (no portable query into it): read the failed checks, filter here.
+        checks = session.scalars(select(ConnectionCheck).where(
+            ConnectionCheck.id.in_(latest), ConnectionCheck.status == "failed")).all()
+        waiting = sorted(c.source_id for c in checks
+                         if c.status == "failed" and (c.error or {}).get("type") == error_type)
+        for source in session.scalars(select(Source).where(Source.id.in_(waiting)).order_by(Source.id)
+                                      .with_for_update()):
+            queue_check(session, source)
+    return waiting
+
+
+def handoff_catalog(session: Session, catalog: Catalog, account_id: int, source_id: int) -> dict[str, Any]:
+    """The source's Singer catalog with the user's selections written in (app/discovery/handoff.py):
+    what ``tap --catalog`` takes. Only for a fully configured source: before that the selections
+    are not final, or there is no catalog yet (409 naming the step the source is at)."""
+    with session.begin():
+        source = live_view(session, account_id, source_id, lock=False)
+        card = catalog.get(source.type)
+        if card is None:
+            raise type_unavailable(source.type)
+        position = derive_step(card, facts_for(session, [source], catalog)[source.id])
+        if position.type != "fully_configured":
+            raise Conflict(f"the catalog is handed over once the source is fully configured; the source is at "
+                           f"{position.type}", type="not_ready",
+                           details=[Problem("report_card.current_step_type", position.type).detail()])
+        rows = list(session.scalars(select(Stream).where(Stream.source_id == source_id).order_by(Stream.id)))
+    return selected_catalog(StoredStream(s.tap_stream_id, s.stream_name, s.schema, s.discovered_metadata,
+                                         s.selections or {}, s.extra or {}) for s in rows)

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -199,7 +199,7 @@ def initiate(
     session: Session,
     catalog: Catalog,
     keyring: Keyring,
-    account_id: int,
+    account_id: int | Callable[[Session], int],
     source_type: str,
     redirect_url: str,
     source_id: int | None,
@@ -209,6 +209,10 @@ def initiate(
     own_page: bool = False,
 ) -> Consent:
     """Start a handshake for the account; returns the consent URL to send the user's browser to.
+
+    ``account_id`` may be a function that finds (or makes) the account inside the handshake's own
+    transaction: the Airbyte dialect's workspace made on first use is then made only if the
+    handshake starts.
 
     ``own_page``: the redirect_url is this service's hosted connect page (app/connect), not an
     integrator's, so the account's redirect_url_allowlist (a list of the integrator's URLs) does
@@ -221,6 +225,8 @@ def initiate(
     given = {k: v for k, v in given_inputs.items() if v is not None}
     _check_inputs(card, given)
     with begin_write(session):
+        if callable(account_id):
+            account_id = account_id(session)
         _check_allowlist(session, account_id, redirect_url, own_page)
         own_values = {**_reconnected_values(session, keyring, card, account_id, source_id, given), **given}
         inputs = _handshake_inputs(card, own_values)
@@ -668,3 +674,11 @@ def _redeemable(row: OAuthSecret | None, source: SourceView, card: ReportCard) -
         raise Gone("secret_id expired; run the OAuth handshake again", type="secret_id_expired",
                    details=[Problem("secret_id", "expired").detail()])
     return row
+
+
+def secret_owner(session: Session, secret_id: str) -> int | None:
+    """The account a secret_id was issued to (None: not issued by this service), read in the
+    caller's transaction: the Airbyte dialect tells "another workspace's secret" apart."""
+    owner: int | None = session.scalars(
+        select(OAuthSecret.account_id).where(OAuthSecret.secret_hash == _digest(secret_id))).one_or_none()
+    return owner

@@ -5,11 +5,14 @@ by the catalog at start-up, a blank card by the presenter on first use); these v
 those bytes.
 """
 
+import json
+
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from ..catalog import get_catalog
+from ..connectors.registry import get_connectors
 from ..errors import NotFound
 from ..extensions import documented_only
 from ..schemas import ApiErrorSchema
@@ -43,9 +46,14 @@ class SourceType(MethodView):
     @blueprint.alt_response(401, schema=ApiErrorSchema)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     def get(self, source_type: str):  # type: ignore[no-untyped-def]
-        """The blank report card of a source type: where a new source of it starts."""
+        """The blank report card of a source type: where a new source of it starts, with whether this
+        deployment can configure it end to end (``availability``)."""
         card = get_catalog().get(source_type)
         if card is None:
             raise NotFound(f"unknown source type {source_type!r}",
                            details=[{"field": "source_type", "reason": "unknown source type"}])
-        return _json(blank_card_json(card))
+        # Availability changes at run time (an operator installs a tap), so it is added per request.
+        found = get_connectors().availability(card)
+        body = {**json.loads(blank_card_json(card)),
+                "availability": {"configurable": found.configurable, "reason": found.reason}}
+        return _json(json.dumps(body).encode())

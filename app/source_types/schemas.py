@@ -24,6 +24,13 @@ class OAuthHandshakeSchema(Schema):
         "description": "Required properties of the oauth step it does not: set them on the source."})
 
 
+class AvailabilitySchema(Schema):
+    configurable = fields.Boolean(required=True, metadata={
+        "description": "Whether this deployment can check and discover sources of the type (its connector "
+                       "is here: for a Singer type, its tap is installed)."})
+    reason = fields.String(allow_none=True, metadata={"description": "Why not, in plain words (null when it can)."})
+
+
 class ReportCardSchema(Schema):
     type = fields.String(required=True)
     current_step = fields.Integer(required=True)
@@ -33,6 +40,9 @@ class ReportCardSchema(Schema):
     upgrade_available = fields.Dict(allow_none=True, metadata={"description": "{type}: the successor type."})
     oauth_handshake = fields.Nested(OAuthHandshakeSchema, metadata={
         "description": "Only for types with a managed OAuth handshake."})
+    availability = fields.Nested(AvailabilitySchema, metadata={
+        "description": "Only on GET /v4/source-types/{type}: whether this deployment can configure the "
+                       "type end to end, as of this request."})
 
 
 class SourceTypeSummarySchema(Schema):

@@ -5,6 +5,12 @@ at ``<base>/<scheme>`` and uses the same ``/check`` and ``/streams/<name>`` path
 scheme: ``/basic``, ``/bearer``, ``/apikey/header``, ``/apikey/query``, ``/apikey/form``,
 ``/apikey/json``, ``/session``, ``/oauth`` and ``/public`` (no credentials). The bare
 ``/streams/<name>`` accepts any one valid credential.
+
+For execute and the proxy, under each prefix too: ``/pages/<style>/<name>`` serves a stream in
+pages for each pagination style (``cursor``, ``next_link``, ``offset``, ``page``,
+``link_header``), ``/records/<name>/<id>`` one record, ``/big`` an answer of
+``settings.big_answer_bytes`` and ``/echo/<path>`` what reached it (method, path, query and header
+names, body length, never a value).
 """
 
 from __future__ import annotations
@@ -50,8 +56,13 @@ class ApiFault(StrEnum):
     TRUNCATED_JSON = "truncated_json"
 
 
+def _items() -> list[dict[str, Any]]:
+    return [{"id": f"i{n:03}", "name": f"Item {n}", "note": f"private note {n}"} for n in range(1, 121)]
+
+
 def _default_streams() -> dict[str, list[dict[str, Any]]]:
     return {
+        "items": _items(),
         "contacts": [
             {"id": "1", "email": "ada@example.com", "updatedAt": "2024-01-02T00:00:00Z"},
             {"id": "2", "email": "alan@example.com", "updatedAt": "2024-01-03T00:00:00Z"},
@@ -81,6 +92,7 @@ class DataApiSettings:
     missing_streams: set[str] = field(default_factory=lambda: {"gone"})
     retry_after_seconds: int = 1
     slow_seconds: float = 0.3
+    big_answer_bytes: int = 11 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -377,11 +389,68 @@ def register_scheme_routes(
             return _unauthorized(scheme)
         return stream_page(name)
 
+    def guarded(view: Callable[..., Response]) -> Callable[..., Response]:
+        def checked(**kwargs: Any) -> Response:
+            if not api.authenticates(scheme, request):
+                return _unauthorized(scheme)
+            return view(**kwargs)
+
+        return checked
+
     methods = ["GET", "POST"]
     app.add_url_rule(f"/{scheme.value}/check", f"{endpoint}_check", check, methods=methods)
     app.add_url_rule(
         f"/{scheme.value}/streams/<name>", f"{endpoint}_stream", stream, methods=methods
     )
+    app.add_url_rule(f"/{scheme.value}/pages/<style>/<name>", f"{endpoint}_pages",
+                     guarded(lambda style, name: paged(api, style, name)), methods=methods)
+    app.add_url_rule(f"/{scheme.value}/records/<name>/<record_id>", f"{endpoint}_record",
+                     guarded(lambda name, record_id: one_record(api, name, record_id)), methods=methods)
+    app.add_url_rule(f"/{scheme.value}/big", f"{endpoint}_big",
+                     guarded(lambda: Response(b"x" * api.settings.big_answer_bytes, mimetype="text/plain")))
+    app.add_url_rule(f"/{scheme.value}/echo/<path:rest>", f"{endpoint}_echo", guarded(lambda rest: echo(rest)),
+                     methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+
+
+def paged(api: DataApi, style: str, name: str) -> Response:
+    """A page of stream ``name`` as the pagination ``style`` serves it (limit at most 100)."""
+    records = api.settings.streams.get(name)
+    if records is None:
+        return _json_response({"error": "not_found"}, 404)
+    limit = min(int(request.args.get("limit") or request.args.get("per_page") or 10), 100)
+    if style == "page":
+        start = (int(request.args.get("page", 1)) - 1) * limit
+    elif style == "offset":
+        start = int(request.args.get("offset", 0))
+    else:  # cursor, next_link, link_header: the position is the next record's index, base64 so it is opaque
+        token = request.args.get("after") or request.args.get("page_token")
+        start = int(base64.urlsafe_b64decode(token).decode()) if token else 0
+    chunk, end = records[start:start + limit], start + limit
+    following = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(records) else None
+    body: dict[str, Any] = {"results": chunk}
+    headers = {}
+    if style == "cursor":
+        body["paging"] = {"next": {"after": following}} if following else {}
+    elif style == "next_link" and following:
+        body["next"] = f"{request.base_url}?limit={limit}&after={following}"
+    elif style == "link_header" and following:
+        headers["Link"] = f'<{request.base_url}?limit={limit}&page_token={following}>; rel="next"'
+    return _json_response(body, headers=headers)
+
+
+def one_record(api: DataApi, name: str, record_id: str) -> Response:
+    found = next((r for r in api.settings.streams.get(name, []) if str(r.get("id")) == record_id), None)
+    if found is None:
+        return _json_response({"error": "not_found"}, 404)
+    return _json_response({"record": found})
+
+
+def echo(rest: str) -> Response:
+    return _json_response({
+        "method": request.method, "path": request.path, "query_keys": sorted(request.args),
+        "header_names": sorted(name.lower() for name in request.headers.keys()),
+        "body_bytes": len(request.get_data()), "content_type": request.content_type},
+        headers={"Set-Cookie": "provider_session=abc; Path=/", "X-Provider": "data-api"})
 
 
 def get_data_api(app: Flask) -> DataApi:

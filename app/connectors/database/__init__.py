@@ -36,9 +36,9 @@ from sqlalchemy.pool import NullPool
 
 from ...catalog.cards import ReportCard
 from ...errors import Problem
-from ..base import Availability, ConnectorFailure, DiscoveredStream, SourceTarget
+from ..base import Availability, ConnectorFailure, DiscoveredStream, RecordPage, RecordQuery, SourceTarget
 from ..network import DestinationRefused, NetworkPolicy, host_problem, port_problem
-from . import generic, mysql, postgres
+from . import generic, mysql, postgres, records
 from .section import ConnectionSettings, DatabaseSection
 from .streams import Table, discovered_stream
 
@@ -117,6 +117,32 @@ class DatabaseConnector:
             with self._connection(dialect, settings, database) as connection:
                 tables += dialect.discover(connection, settings, database)
         return [discovered_stream(table, log_based=settings.log_based) for table in tables]
+
+    # --- execute (app/execute/): records on demand ----------------------------------------------------
+
+    def list_records(self, target: SourceTarget, query: RecordQuery) -> RecordPage:
+        """A keyset-paginated page of the stream's table, only its selected columns (records.py)."""
+        dialect, settings = self._prepare(target)
+        with _as_query_failures(), \
+                self._connection(dialect, settings, self._database_of(dialect, settings, query)) as connection:
+            table = records.table_name(connection, query.stream_metadata, query.stream_name)
+            rows, following = records.select_page(connection, table, query.fields, query.key_properties,
+                                                  query.limit, query.position, query.sortable)
+        return RecordPage(rows, following)
+
+    def get_record(self, target: SourceTarget, query: RecordQuery) -> dict[str, Any] | None:
+        dialect, settings = self._prepare(target)
+        with _as_query_failures(), \
+                self._connection(dialect, settings, self._database_of(dialect, settings, query)) as connection:
+            table = records.table_name(connection, query.stream_metadata, query.stream_name)
+            return records.select_one(connection, table, query.fields, query.key or {})
+
+    @staticmethod
+    def _database_of(dialect: Dialect, settings: ConnectionSettings, query: RecordQuery) -> str | None:
+        # On PostgreSQL a connection reaches one database: the stream's (filter_dbs may list several).
+        if dialect.databases is postgres.discovery_databases:
+            return str(query.stream_metadata.get("database-name") or settings.database or "postgres")
+        return settings.database
 
     # --- save time --------------------------------------------------------------------------------
 
@@ -206,6 +232,23 @@ class DatabaseConnector:
         return dialect.failure(error) or ConnectorFailure(
             "source_unavailable", "the database server answered with an error", fixed_by="time",
             operator_detail=str(error)[:500])
+
+
+@contextmanager
+def _as_query_failures() -> Iterator[None]:
+    """The dialects' failures speak of catalog queries (check, discovery); an execute query's say so."""
+    try:
+        yield
+    except ConnectorFailure as failure:
+        detail = failure.operator_detail or ""
+        if failure.error_type == "discovery_failed" or (
+                failure.error_type == "unknown_database" and ('relation "' in detail or "column " in detail)):
+            raise ConnectorFailure("query_failed", "the database refused the query (has the table changed since "
+                                   "discovery?)", fixed_by="user", operator_detail=failure.operator_detail) from None
+        if failure.message.startswith("a catalog query took too long"):
+            raise ConnectorFailure(failure.error_type, "the query took longer than the statement timeout",
+                                   fixed_by="time", operator_detail=failure.operator_detail) from None
+        raise
 
 
 def _problem(name: str, reason: str) -> Problem:

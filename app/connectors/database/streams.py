@@ -15,6 +15,8 @@
   ``unsupported-description``.
 * schema: ``{"type": "object", "properties": {column: JSON Schema}}``; a nullable column's type
   admits ``null``; an unsupported column's schema is ``{}``.
+* ``table_name`` beside them in the entry (as both taps write it): the taps read it back from the
+  catalog they are given, so the hand-off (``GET …/catalog``) of a database source runs them.
 """
 
 from __future__ import annotations
@@ -92,4 +94,5 @@ def discovered_stream(table: Table, *, log_based: bool) -> DiscoveredStream:
         metadata.append({"breadcrumb": ["properties", column.name],
                          "metadata": _field_metadata(column, column.name in keys)})
     return DiscoveredStream(tap_stream_id=table.tap_stream_id, stream_name=table.name,
-                            schema={"type": "object", "properties": properties}, metadata=tuple(metadata))
+                            schema={"type": "object", "properties": properties}, metadata=tuple(metadata),
+                            extra={"table_name": table.name})

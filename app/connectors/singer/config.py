@@ -4,7 +4,10 @@ By default a property becomes the config key of the same name, as Stitch does (a
 card's properties *are* its tap's config). A card's ``singer.config`` drops properties the tap does
 not take, renames others, adds fixed values (a fixed value wins over a property mapped to the same
 key) and converts values a tap needs typed (``"5432"`` → ``5432``). Properties without a value are
-left out: a tap applies its own default to a missing key, never to ``null``.
+left out: a tap applies its own default to a missing key, never to ``null``. As Stitch does, every
+tap is also given a ``user_agent`` (``CONNECT_TAP_USER_AGENT``) unless the source or card sets one:
+many singer-io taps require the key (their ``check_config`` refuses to start without it) and send
+it to the provider.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ class ConfigConversionError(ValueError):
         self.property_name = property_name
 
 
-def tap_config(mapping: ConfigMapping, properties: Mapping[str, Any]) -> dict[str, Any]:
-    """The config file's content for one run."""
-    config: dict[str, Any] = {}
+def tap_config(mapping: ConfigMapping, properties: Mapping[str, Any],
+               defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config file's content for one run. ``defaults`` (the deployment's ``user_agent``) fill
+    keys that neither a property nor a fixed value gives."""
+    config: dict[str, Any] = dict(defaults or {})
     for name, value in properties.items():
         if name in mapping.drop or value is None:
             continue

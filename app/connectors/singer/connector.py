@@ -35,7 +35,7 @@ from ..base import Availability, ConnectorFailure, DiscoveredStream, SourceTarge
 from .catalog import CatalogInvalid, catalog_document, parse_catalog
 from .config import ConfigConversionError, tap_config
 from .environments import InstalledTap, TapEnvironments
-from .failures import invalid_output, run_failure
+from .failures import incomplete_config, invalid_output, missing_config_keys, run_failure
 from .runner import RunLimits, TapMissing, TapRun, run_tap
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("connect.singer")
 REMEMBERED_CATALOGS = 64
+DEFAULT_USER_AGENT = "connect (Singer tap runner)"
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,10 @@ class ConfigChange:
     """What a tap changed in its config file during one run of one source's configuration.
 
     ``properties``: changed values by the card's property name (a rotated ``refresh_token``);
+    ``given``: the values the run was given for those properties (what a stored value must still
+    be for the change to replace it); ``credentials``: which of them are credentials of the card;
     ``other_keys``: changed config keys that are no property of the card (a cached access token).
-    Both hold secrets: never log them.
+    All hold secrets: never log them.
     """
 
     source_id: int
@@ -59,6 +62,8 @@ class ConfigChange:
     config_generation: int
     properties: Mapping[str, Any] = field(repr=False)
     other_keys: Mapping[str, Any] = field(repr=False)
+    given: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    credentials: frozenset[str] = frozenset()
 
 
 ConfigChangeSink = Callable[[ConfigChange], None]
@@ -86,9 +91,12 @@ def spec_for(card: ReportCard) -> SingerSpec:
     return spec
 
 
+NOT_INSTALLED = "connector_not_installed"
+
+
 def not_installed(card: ReportCard) -> ConnectorFailure:
     return ConnectorFailure(
-        "connector_not_installed",
+        NOT_INSTALLED,
         f"The connector for {card.display_name} is not installed on this deployment; an operator can "
         f"install it with `flask connect taps install {card.type}`.", fixed_by="operator")
 
@@ -97,12 +105,17 @@ class SingerConnector:
     kind = "singer"
 
     def __init__(self, environments: TapEnvironments, limits: RunLimits, *,
-                 on_config_change: ConfigChangeSink | None = None, check_address: AddressCheck | None = None) -> None:
+                 on_config_change: ConfigChangeSink | None = None, check_address: AddressCheck | None = None,
+                 user_agent: str = DEFAULT_USER_AGENT) -> None:
         self.environments = environments
         self.limits = limits
+        self.user_agent = user_agent
         self.on_config_change = on_config_change
         self.check_address = check_address
         self._catalogs: OrderedDict[tuple[int, int], list[DiscoveredStream]] = OrderedDict()
+        # What a run of a configuration rotated, for the next run of the same job (a ``--test``
+        # that rotated, then ``--discover``), which must not send the spent value again.
+        self._rotated: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -115,7 +128,8 @@ class SingerConnector:
         limits = RunLimits(timeout=float(config.get("TAP_TIMEOUT", 300.0)),
                            max_output_bytes=int(config.get("TAP_MAX_OUTPUT_BYTES", 64 * 1024 * 1024)),
                            max_memory_bytes=memory_mb * 1024 * 1024 if memory_mb > 0 else None)
-        return cls(TapEnvironments(root), limits, on_config_change=on_config_change, check_address=check_address)
+        return cls(TapEnvironments(root), limits, on_config_change=on_config_change, check_address=check_address,
+                   user_agent=str(config.get("TAP_USER_AGENT") or DEFAULT_USER_AGENT))
 
     def availability(self, card: ReportCard) -> Availability:
         try:
@@ -131,6 +145,8 @@ class SingerConnector:
         return Availability(True)
 
     def check(self, target: SourceTarget) -> None:
+        with self._lock:  # a job starts from the stored values: a run elsewhere may have rotated since
+            self._rotated.pop((target.source_id, target.config_generation), None)
         spec, tap = self._ready(target.card)
         if spec.tests_connection:
             self._run(target, spec, tap, ["--test"])
@@ -144,10 +160,14 @@ class SingerConnector:
     def discover(self, target: SourceTarget) -> list[DiscoveredStream]:
         with self._lock:
             remembered = self._catalogs.pop((target.source_id, target.config_generation), None)
-        if remembered is not None:
-            return remembered
-        spec, tap = self._ready(target.card)
-        return self._discovered(target, spec, tap)
+        try:
+            if remembered is not None:
+                return remembered
+            spec, tap = self._ready(target.card)
+            return self._discovered(target, spec, tap)
+        finally:  # the job's last run: the next job reads what was stored
+            with self._lock:
+                self._rotated.pop((target.source_id, target.config_generation), None)
 
     def _ready(self, card: ReportCard) -> tuple[SingerSpec, InstalledTap]:
         spec = spec_for(card)
@@ -166,8 +186,11 @@ class SingerConnector:
     def _run(self, target: SourceTarget, spec: SingerSpec, tap: InstalledTap, arguments: list[str]) -> TapRun:
         """One run of the tap for the target; a failed run raises, after its config changes are handed on."""
         self._check_addresses(target, spec)
+        key = (target.source_id, target.config_generation)
+        with self._lock:
+            properties = {**target.properties, **self._rotated.get(key, {})}
         try:
-            config = tap_config(spec.config, target.properties)
+            config = self.tap_config(spec, properties)
         except ConfigConversionError as error:
             raise ConnectorFailure("invalid_configuration", str(error), fixed_by="user") from None
         try:
@@ -176,10 +199,20 @@ class SingerConnector:
         except TapMissing:
             raise not_installed(target.card) from None
         if run.config_changes:
-            self._hand_on(target, spec, run.config_changes)
+            self._hand_on(target, spec, properties, run.config_changes)
         if not run.succeeded:
-            raise run_failure(run, f"{spec.executable} {' '.join(arguments)}")
+            what = f"{spec.executable} {' '.join(arguments)}"
+            missing = missing_config_keys(run.stderr_tail) if run.returncode else []
+            if missing:
+                names = {key: spec.config.property_for(key) for key in missing}
+                raise incomplete_config(run, what, missing, {key: name if name in target.card.properties else None
+                                                             for key, name in names.items()})
+            raise run_failure(run, what)
         return run
+
+    def tap_config(self, spec: SingerSpec, properties: Mapping[str, Any]) -> dict[str, Any]:
+        """The config a run of the tap is given (and ``export-source`` writes) for these properties."""
+        return tap_config(spec.config, properties, defaults={"user_agent": self.user_agent})
 
     def _check_addresses(self, target: SourceTarget, spec: SingerSpec) -> None:
         """Refuse to run a tap pointed at an address the deployment's network rules forbid."""
@@ -205,7 +238,8 @@ class SingerConnector:
             max_memory_bytes=own.max_memory_bytes or self.limits.max_memory_bytes,
             stderr_tail_bytes=self.limits.stderr_tail_bytes)
 
-    def _hand_on(self, target: SourceTarget, spec: SingerSpec, changes: Mapping[str, Any]) -> None:
+    def _hand_on(self, target: SourceTarget, spec: SingerSpec, given: Mapping[str, Any],
+                 changes: Mapping[str, Any]) -> None:
         for value in changes.values():
             redaction.remember(value)
         properties: dict[str, Any] = {}
@@ -216,7 +250,15 @@ class SingerConnector:
                 properties[name] = value
             else:
                 others[key] = value
-        change = ConfigChange(target.source_id, target.account_id, target.config_generation, properties, others)
+        card_properties = target.card.properties
+        change = ConfigChange(target.source_id, target.account_id, target.config_generation, properties, others,
+                              given={name: given.get(name) for name in properties},
+                              credentials=frozenset(n for n in properties if card_properties[n].is_credential))
+        with self._lock:
+            run_of = (target.source_id, target.config_generation)
+            self._rotated[run_of] = {**self._rotated.get(run_of, {}), **properties}
+            while len(self._rotated) > REMEMBERED_CATALOGS:
+                self._rotated.popitem(last=False)
         if self.on_config_change is None:
             log.warning("tap changed its config but nothing stores the change", extra={
                 "source_id": target.source_id, "keys": sorted(changes)})

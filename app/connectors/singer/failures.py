@@ -21,6 +21,12 @@ memory                 MemoryError, cannot allocate memory       operator    tap
 anything else          (a crash: a traceback, exit ≠ 0)          time        tap_failed
 ====================  =======================================  ==========  ===========================
 
+Before those: a tap that refused to start because its config lacks keys (singer-python's
+``check_config``: "Config is missing required keys: [...]") failed for good, not for a while. When
+every missing key is a property of the card, the user can give it (``user``:
+``missing_properties``, naming them); otherwise the card's singer section does not give the tap
+what it needs (``operator``: ``tap_config_incomplete``, naming the keys).
+
 And from the runner: killed at the timeout → time (``tap_timeout``: a slow API may answer later);
 stdout over the cap → operator (``tap_output_too_large``: the same run would flood again); a
 catalog that is not a catalog → operator (``tap_invalid_output``: a tap bug or a wrong
@@ -66,6 +72,28 @@ _KINDS: tuple[tuple[re.Pattern[str], str, FixedBy, str], ...] = (
     (_NETWORK, "source_unreachable", "time",
      "The source could not be reached; the check will be tried again later."),
 )
+
+
+_MISSING_KEYS = re.compile(r"config is missing required keys:\s*\[([^\]]*)\]", re.IGNORECASE)
+
+
+def missing_config_keys(stderr_tail: str) -> list[str]:
+    """The config keys a tap said it is missing (singer-python's check_config), or []."""
+    found = _MISSING_KEYS.search(stderr_tail)
+    return re.findall(r"['\"]([^'\"]+)['\"]", found.group(1)) if found else []
+
+
+def incomplete_config(run: TapRun, what: str, missing: list[str],
+                      properties: dict[str, str | None]) -> ConnectorFailure:
+    """``properties``: each missing key → the card's property that gives it, or None."""
+    if all(properties.get(key) for key in missing):
+        names = ", ".join(repr(properties[key]) for key in missing)
+        return _failure(run, what, "missing_properties", "user",
+                        f"This source type's connector needs {names}: set and save them.", "config incomplete")
+    keys = ", ".join(repr(key) for key in missing)
+    return _failure(run, what, "tap_config_incomplete", "operator",
+                    f"The connector needs config keys the source type does not give it ({keys}); an operator "
+                    "must add them to the card's singer section.", "config incomplete")
 
 
 def run_failure(run: TapRun, what: str) -> ConnectorFailure:
