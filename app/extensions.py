@@ -15,7 +15,10 @@ as it enters the document, from what the route declares:
 
 Anything else a route can answer (a 409 of its rule, a 403 it raises itself, a 202, a 302) it
 declares with flask-smorest's ``@blp.alt_response(409, schema=ApiErrorSchema, description=…)``
-(or ``@blp.response``). A new route gets the common statuses by being a route; the fuzz test
+(or ``@blp.response``). The shared statuses take the shape of the first error the route declares
+(the Airbyte dialect's problem document there), else the service's one error shape. A route that
+passes another server's answers back (the proxy) declares ``default`` itself and gets nothing
+added. A new route gets the common statuses by being a route; the fuzz test
 (tests/test_fuzz_openapi.py) fails on any status an operation answers but does not list.
 """
 
@@ -81,8 +84,14 @@ class CommonResponses(BasePlugin):
                 if isinstance(parameter, dict) and isinstance(parameter.get("schema"), dict):
                     text_without_nul(parameter["schema"])
             responses = operation.setdefault("responses", {})
+            if "default" in responses:
+                continue  # a pass-through (the proxy): the route says anything may come back
+            shape = _declared_error(responses)
+            declared = {str(status) for status in responses}  # the route's own keys may be ints
             for status in common_statuses(path or "", method, operation, view):
-                responses.setdefault(str(status), HTTPStatus(status).name)
+                if str(status) not in declared:
+                    phrase = HTTPStatus(status)
+                    responses[str(status)] = {**shape, "description": phrase.phrase} if shape else phrase.name
 
     def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         # ``definition`` is the marshmallow plugin's conversion (apispec hands each plugin the last's).
@@ -127,6 +136,14 @@ def common_statuses(path: str, method: str, operation: Mapping[str, Any], view: 
     if secured and path.startswith("/v4/"):
         statuses.append(429)
     return statuses
+
+
+def _declared_error(responses: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The error a route documents itself (its first 4xx with content): the shared statuses take
+    that shape, so a dialect with its own error document (app/airbyte) keeps it."""
+    # flask-smorest keys a route's own responses by int, doc(responses=…) by str.
+    return next((dict(response) for status, response in sorted(responses.items(), key=lambda item: str(item[0]))
+                 if str(status).startswith("4") and isinstance(response, Mapping) and "content" in response), None)
 
 
 def _refuses_some_callers(view: Any, method: str) -> bool:

@@ -65,6 +65,7 @@ FUZZ_SECRET_ID = "sid_fuzz_" + "0" * 32
 # Everything a schema can say is in the document instead (NUL-free strings, display names without
 # control characters, ids and bounds); each line here is a rule over stored or catalog data.
 CURSOR = (400, "a cursor must be one this service gave out")
+PASSED_BACK = (400, "the proxy passes the provider's own answer back, whatever its status")
 DATA_RULES: dict[str, list[tuple[int, str]]] = {
     "GET /v4/sources": [CURSOR],
     "GET /v4/sources/{source_id}/streams": [CURSOR],
@@ -81,6 +82,20 @@ DATA_RULES: dict[str, list[tuple[int, str]]] = {
     "POST /v4/webhooks": [(422, "an https URL of a public host")],
     "PUT /v4/webhooks/{webhook_id}": [(422, "an https URL of a public host")],
     "PUT /v4/accounts/{account_id}": [(422, "redirect_url_allowlist entries are https URLs")],
+    "POST /v4/sources/{source_id}/execute": [(422, "an entity (stream) of the source")],
+    **{f"{method} /v4/sources/{{source_id}}/proxy/{{path}}": [PASSED_BACK, (422, "a plain path under the base URL")]
+       for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
+    "POST /api/v1/connectors/sources/{source_id}/execute": [(422, "an entity (stream) of the source")],
+    "GET /api/v1/oauth/credentials/spec": [(422, "an OAuth connector type of the catalog")],
+    "PUT /api/v1/oauth/credentials": [(422, "an OAuth connector type of the catalog and its configuration")],
+    "POST /api/v1/integrations/connectors": [(422, "a connector type of the catalog, its properties")],
+    "POST /api/v1/integrations/connectors/oauth/initiate": [(422, "an OAuth connector type of the catalog, "
+                                                                  "its inputs, a redirect_url the account allows")],
+    "POST /v1/sources": [(422, "a source type of the catalog, its configuration")],
+    "POST /v1/sources/initiateOAuth": [(422, "an OAuth source type of the catalog, its inputs, a redirectUrl "
+                                             "the account allows")],
+    "PUT /v1/workspaces/{workspaceId}/oauthCredentials": [(422, "an OAuth source type of the catalog and its "
+                                                                "configuration")],
 }
 # A free-form object in a body (a source's properties, stream metadata, OAuth inputs): OpenAPI 3.0
 # has no ``propertyNames``, so it cannot say that its keys hold no NUL, nor bound the integers of
