@@ -11,7 +11,8 @@ as it enters the document, from what the route declares:
 * 403: a view guarded by ``operator_only`` / ``account_only`` (app/auth.py marks them);
 * 404: an operation with a path parameter;
 * 413 and 415: an operation with a request body; 422: one with a body or query parameters;
-* 429: an operation under ``/v4`` that needs a token (``CONNECT_RATE_LIMIT``, app/ratelimit.py).
+* 429: an operation of the APIs (app/paths.py) that needs a token (``CONNECT_RATE_LIMIT``,
+  app/ratelimit.py).
 
 Anything else a route can answer (a 409 of its rule, a 403 it raises itself, a 202, a 302) it
 declares with flask-smorest's ``@blp.alt_response(409, schema=ApiErrorSchema, description=…)``
@@ -32,6 +33,7 @@ from apispec import BasePlugin
 from flask import Flask
 from flask_smorest import Api
 
+from .paths import is_api_path
 from .schemas import ApiErrorSchema
 
 API_SETTINGS = {
@@ -133,7 +135,7 @@ def common_statuses(path: str, method: str, operation: Mapping[str, Any], view: 
         statuses += [413, 415]
     if has_body or in_query:
         statuses.append(422)
-    if secured and path.startswith("/v4/"):
+    if secured and is_api_path(path):
         statuses.append(429)
     return statuses
 
