@@ -1,0 +1,27 @@
+"""lifecycle: what the webhooks last said about each source's step and setup state
+
+Revision ID: 0012
+Revises: 0007
+Create Date: 2026-12-01 13:40:00.000000
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0012'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('webhook_source_states',
+    sa.Column('source_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('step_type', sa.String(length=50), nullable=True),
+    sa.Column('setup_state', sa.String(length=20), nullable=False),
+    sa.ForeignKeyConstraint(['source_id'], ['sources.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('source_id')
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('webhook_source_states')

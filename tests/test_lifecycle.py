@@ -1,0 +1,182 @@
+"""A source's life as an integrator's webhook hears it, against real servers: the webhook receiver
+(verifying every delivery with the ``standardwebhooks`` library), this machine's PostgreSQL as a
+source database behind the SHIPPED card ``platform.hp-postgres``, and the workers that run the
+jobs, the webhook deliveries and the periodic jobs as ``make run`` and ``flask connect worker`` do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from app import db
+from app.db import begin_write
+from app.discovery.models import ConnectionCheck
+from app.discovery.recheck import RUN_EVERY as RECHECK_EVERY
+from app.jobs.models import Job
+from app.jobs.worker import Worker
+from app.models import Source, utcnow
+from app.sources.events import record_event
+from app.webhooks.models import WebhookEvent
+from app.wiring import services
+
+from .connectors_support import create_source
+from .servers import HOOK_PATH, WebhookReceiver, create_webhook_receiver, serve
+from .source_databases import SourceDatabase, pg_admin, postgres_source  # noqa: F401
+from .test_database_sources import pg_properties, select_stream
+
+SHIPPED_TYPE = "platform.hp-postgres"
+
+
+@pytest.fixture()
+def hooks_app(make_app) -> Flask:  # type: ignore[no-untyped-def]
+    return make_app(WEBHOOK_ALLOW_LOOPBACK=True, WEBHOOK_TIMEOUT=2.0, RECHECK_HOURS=1.0)
+
+
+@pytest.fixture()
+def receiver() -> Iterator[WebhookReceiver]:
+    state = WebhookReceiver()
+    with serve(create_webhook_receiver(state)) as base_url:
+        state.url = base_url + HOOK_PATH
+        yield state
+
+
+def register(client, account, receiver: WebhookReceiver, events: tuple[str, ...] = ("*",)) -> int:  # type: ignore[no-untyped-def]
+    response = client.post("/v4/webhooks", headers=account.headers, json={"url": receiver.url, "events": list(events)})
+    assert response.status_code == 201, response.get_json()
+    receiver.trust("current", response.get_json()["secret"])
+    return int(response.get_json()["id"])
+
+
+def work(app: Flask, deadline: float = 30.0) -> None:
+    """Run jobs and deliveries in this process, as a worker's loop does, until nothing is left."""
+    worker = Worker(app, services(app).jobs, poll_interval=0.05)
+    stop_at = time.monotonic() + deadline
+    while time.monotonic() < stop_at:
+        if not worker.run_once() and not worker.run_pumps():
+            return
+    raise AssertionError("work left after the deadline")
+
+
+def kinds(received: list[Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    return [(r.type, {k: v for k, v in (r.payload or {})["data"].items() if k != "source_id"}) for r in received]
+
+
+def make_rechecks_due(app: Flask) -> list[float]:
+    """Bring the jittered re-checks forward; returns how far ahead each was due (seconds)."""
+    with db.get_db(app).Session() as session, begin_write(session):
+        jobs = session.scalars(select(Job).where(Job.status == "queued")).all()
+        ahead = [(job.run_after - utcnow()).total_seconds() for job in jobs]
+        for job in jobs:
+            job.run_after = utcnow()
+    return ahead
+
+
+def make_checks_old(app: Flask, source_id: int, by: timedelta) -> None:
+    with db.get_db(app).Session() as session, begin_write(session):
+        for check in session.scalars(select(ConnectionCheck).where(ConnectionCheck.source_id == source_id)):
+            check.completed_at = check.completed_at - by if check.completed_at else None
+        source = session.get_one(Source, source_id)
+        source.connected_at = source.connected_at - by if source.connected_at else None
+
+
+@pytest.fixture()
+def revoked_grant(postgres_source: SourceDatabase) -> Iterator[Callable[[], None]]:
+    """Revoke the source's access at the provider: its user may no longer connect to the database
+    (this machine's PostgreSQL trusts local logins, so a changed password would change nothing)."""
+
+    def revoke() -> None:
+        with pg_admin() as admin:
+            admin.execute(f'REVOKE CONNECT ON DATABASE "{postgres_source.database}" FROM PUBLIC')
+
+    yield revoke
+    with pg_admin() as admin:
+        admin.execute(f'GRANT CONNECT ON DATABASE "{postgres_source.database}" TO PUBLIC')
+
+
+def test_a_sources_whole_life_reaches_the_webhook_signed_and_in_order(
+        hooks_app, account, receiver, postgres_source, revoked_grant):
+    client = hooks_app.test_client()
+    register(client, account, receiver)
+    source_id = create_source(client, account, SHIPPED_TYPE, pg_properties(postgres_source))
+    work(hooks_app)
+    select_stream(client, account, source_id, f"{postgres_source.database}-shop-customers")
+    work(hooks_app)
+    assert client.get(f"/v4/sources/{source_id}", headers=account.headers).get_json()[
+        "report_card"]["current_step_type"] == "fully_configured"
+
+    revoked_grant()  # the grant is revoked at the provider; nobody tells connect
+    make_checks_old(hooks_app, source_id, timedelta(hours=2))
+    worker = Worker(hooks_app, services(hooks_app).jobs)
+    assert "recheck_connected_sources" in worker.run_due_periodic_jobs()
+    [ahead] = make_rechecks_due(hooks_app)
+    assert -1 <= ahead <= RECHECK_EVERY.total_seconds()  # jittered over the job's period
+    work(hooks_app)
+    body = client.get(f"/v4/sources/{source_id}", headers=account.headers).get_json()
+    assert body["setup_state"] == "broken"
+
+    received = receiver.of_source(source_id)
+    assert all(r.verified_by == {"current"} and r.answered == 200 for r in received)
+    assert len({r.message_id for r in received}) == len(received)
+    check_ids = [r.payload["data"]["check_id"] for r in received if r.type == "connection_check.completed"]
+    broken_reason = body["report_card"]["setup_error"]
+    assert kinds(received) == [
+        ("source.created", {"source_type": SHIPPED_TYPE, "name": body["name"]}),
+        ("source.step_changed", {"from": "form", "to": "discover_schema"}),
+        ("connection_check.completed", {"check_id": check_ids[0], "status": "succeeded", "error": None}),
+        ("source.step_changed", {"from": "discover_schema", "to": "field_selection"}),
+        ("source.setup_state_changed", {"from": "incomplete", "to": "connected", "reason": None}),
+        ("source.step_changed", {"from": "field_selection", "to": "fully_configured"}),
+        ("source.fully_configured", {}),
+        ("connection_check.completed", {"check_id": check_ids[1], "status": "failed",
+                                        "error": received[7].payload["data"]["error"]}),
+        ("source.setup_state_changed", {"from": "connected", "to": "broken", "reason": broken_reason}),
+    ]
+    assert check_ids[0] != check_ids[1] and received[7].payload["data"]["error"]["type"] == "permission_denied"
+    assert postgres_source.password not in str([r.payload for r in received])
+
+
+def test_a_recheck_of_working_credentials_changes_nothing_and_recheck_is_off_by_default(
+        make_app, hooks_app, account, receiver, postgres_source):
+    client = hooks_app.test_client()
+    register(client, account, receiver)
+    source_id = create_source(client, account, SHIPPED_TYPE, pg_properties(postgres_source))
+    work(hooks_app)
+    before = len(receiver.of_source(source_id))
+    make_checks_old(hooks_app, source_id, timedelta(hours=2))
+    default_app = make_app()
+    assert Worker(default_app, services(default_app).jobs).run_due_periodic_jobs()
+    with db.get_db(hooks_app).Session() as session:
+        from app.jobs.periodic import PeriodicJobState
+        state = session.get(PeriodicJobState, "recheck_connected_sources")
+        assert state is not None and state.last_result == {"off": True}
+        session.execute(update(PeriodicJobState).values(next_run_at=state.last_started_at))
+        session.commit()
+    assert "recheck_connected_sources" in Worker(hooks_app, services(hooks_app).jobs).run_due_periodic_jobs()
+    assert len(make_rechecks_due(hooks_app)) == 1
+    work(hooks_app)
+    after = kinds(receiver.of_source(source_id)[before:])
+    assert [kind for kind, _ in after] == ["connection_check.completed"] and after[0][1]["status"] == "succeeded"
+
+
+def test_no_event_is_stored_for_a_change_that_rolled_back(hooks_app, account, receiver, postgres_source):
+    client = hooks_app.test_client()
+    source_id = create_source(client, account, SHIPPED_TYPE, pg_properties(postgres_source))
+    register(client, account, receiver)
+    Session = db.get_db(hooks_app).Session
+    with pytest.raises(RuntimeError), Session() as session, begin_write(session):
+        source = session.get_one(Source, source_id)
+        source.deleted_at = source.created_at
+        record_event(session, source, "deleted")
+        raise RuntimeError("the change fails after its event was recorded")
+    with Session() as session:
+        assert session.scalars(select(WebhookEvent)).all() == []
+    assert client.delete(f"/v4/sources/{source_id}", headers=account.headers).status_code == 200
+    work(hooks_app)
+    assert [r.type for r in receiver.of_source(source_id)] == ["source.deleted"]
