@@ -27,6 +27,8 @@ from .config import default_database_url, settings_from_environment
 from .connect.service import purge_expired_sessions
 from .connectors import registry as connectors
 from .discovery.jobs import check_and_discover
+from .discovery.keepalive import RUN_EVERY as KEEPALIVE_EVERY
+from .discovery.keepalive import keep_tokens_alive
 from .discovery.recheck import RUN_EVERY as RECHECK_EVERY
 from .discovery.recheck import recheck_connected_sources
 from .discovery.service import CHECK_JOB, queue_check_when_ready
@@ -37,6 +39,7 @@ from .jobs.worker import JobTable, start_embedded_worker
 from .models import load_all_models
 from .oauth import apps as oauth_apps
 from .oauth.handshake import purge_expired_handshakes, redeem_secret
+from .oauth.revocation import revoke_source_tokens
 from .sources import lifecycle
 from .sources.availability import log_sources_without_card
 from .sources.writes import SourceHooks
@@ -89,6 +92,8 @@ def wire(registry: connectors.Connectors) -> wiring.Services:
             after_properties_changed=(queue_check_when_ready,),
             # Hosts and ports the properties name, judged by the network rules at save time.
             destinations=registry.destination_problems,
+            # DELETE: revoke the source's tokens where its card's oauth section says (RFC 7009).
+            before_delete=revoke_source_tokens,
         ),
         jobs=JobTable(
             handlers={CHECK_JOB: check_and_discover},
@@ -99,6 +104,7 @@ def wire(registry: connectors.Connectors) -> wiring.Services:
                 PeriodicJob("purge_expired_connect_sessions", timedelta(hours=1), purge_expired_sessions),
                 PeriodicJob("prune_webhook_history", timedelta(hours=6), prune_history_job),
                 PeriodicJob("recheck_connected_sources", RECHECK_EVERY, recheck_connected_sources),
+                PeriodicJob("keep_tokens_alive", KEEPALIVE_EVERY, keep_tokens_alive),
             ),
         ),
     )

@@ -268,6 +268,12 @@ class TokenStore:
                 return None
             return self._open(row)
 
+    def refresh_now(self) -> str:
+        """Refresh the access token now, whatever its expiry (keep-alive: the refresh token is used
+        before it lapses from disuse). Single flight like every refresh: a caller that finds another
+        refresh under way, or done since it looked, takes that one's token instead of asking again."""
+        return self.refresh_if_stale(ACCESS_TOKEN, replacing=self.cached_token(ACCESS_TOKEN) or "")
+
     def refresh_if_stale(self, kind: str, replacing: str | None = None) -> str:
         """Refresh unless another caller already has (or is: then wait for its result); retries
         transient failures on the shared schedule (see the module docstring)."""
@@ -587,6 +593,7 @@ class TokenStore:
         row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
         row.expires_at = issued.expires_at or now
         row.refreshed_at = now
+        row.expiry_stated = issued.expiry_stated
         row.config_generation = source.config_generation
         row.consecutive_failures, row.next_attempt_at = 0, None
         row.last_error, row.last_error_permanent = None, False

@@ -1,4 +1,5 @@
-"""lifecycle: what the webhooks last said about each source's step and setup state
+"""lifecycle: what the webhooks last said about each source's step and setup state; whether a
+cached token's lifetime was stated
 
 Revision ID: 0012
 Revises: 0007
@@ -21,7 +22,11 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['source_id'], ['sources.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('source_id')
     )
+    with op.batch_alter_table('source_tokens') as batch:
+        batch.add_column(sa.Column('expiry_stated', sa.Boolean(), server_default=sa.true(), nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('source_tokens') as batch:
+        batch.drop_column('expiry_stated')
     op.drop_table('webhook_source_states')
