@@ -34,7 +34,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import discovery, loadgen, seed
+from . import discovery, loadgen, seed, wakeup
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,6 +50,7 @@ TARGETS = {
     "list_flat": ("(added) every list page, 1k…100k, first and deepest, ≤ 1.2× the fastest", 1.2),
     "startup": ("create_app with 1,000 cards < 2 s", 2.0),
     "rss": ("peak RSS per worker ≤ 120 MiB", 120.0),
+    "wakeup": ("last credential → field_selection < 0.2 s (median, embedded worker, loopback API)", 0.2),
 }
 
 
@@ -396,6 +397,10 @@ def evaluate(report: dict) -> list[dict]:
     startup = report["startup"]["generated_1000"]["create_app_s"]
     verdicts.append({"target": TARGETS["startup"][0], "backend": "-", "value": startup,
                      "met": startup < TARGETS["startup"][1]})
+    for backend, rows in (report.get("wakeup") or {}).items():
+        value = rows["woken"]["median_s"]
+        verdicts.append({"target": TARGETS["wakeup"][0], "backend": backend, "value": value,
+                         "met": value < TARGETS["wakeup"][1]})
     return verdicts
 
 
@@ -476,6 +481,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| {backend} | {', '.join(map(str, rss['service']))} | {', '.join(map(str, rss['baseline']))} |")
     if report.get("discovery"):
         lines += ["", *discovery.markdown(report["discovery"], settings.get("discovery_runs", 3))]
+    if report.get("wakeup"):
+        lines += ["", *wakeup.markdown(report["wakeup"], settings.get("wakeup_runs", 15))]
     lines += ["", "## Targets", "", "| target | db | value | met |", "|---|---|---:|---|"]
     for verdict in report["targets"]:
         lines.append(f"| {verdict['target']} | {verdict['backend']} | {verdict['value']} | "
@@ -541,6 +548,8 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--discovery-tables", type=int, nargs="*", default=[200, 2000],
                         help="database discovery rows: tables per source database (none: skip)")
+    parser.add_argument("--wakeup-runs", type=int, default=15,
+                        help="runs of last credential → field_selection per database (0: skip)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -596,6 +605,10 @@ def main() -> int:
         log(f"database discovery: {args.discovery_tables} tables")
         report["discovery"] = discovery.measure(args.discovery_tables)
         report["settings"]["discovery_runs"] = 3
+    if args.wakeup_runs:
+        log(f"last credential → field_selection: {args.wakeup_runs} runs per database")
+        report["wakeup"] = wakeup.measure(backends, args.wakeup_runs, admin_url)
+        report["settings"]["wakeup_runs"] = args.wakeup_runs
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["targets"] = evaluate(report)
     args.output.mkdir(parents=True, exist_ok=True)

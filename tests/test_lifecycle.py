@@ -6,6 +6,7 @@ jobs, the webhook deliveries and the periodic jobs as ``make run`` and ``flask c
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -13,7 +14,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.orm import sessionmaker
 
 from app import db
 from app.db import begin_write
@@ -23,10 +25,12 @@ from app.jobs.models import Job
 from app.jobs.worker import Worker
 from app.models import Source, utcnow
 from app.sources.events import record_event
+from app.wakeup import PostgresListener, Wakeup, note_new_work
 from app.webhooks.models import WebhookEvent
 from app.wiring import services
 
-from .connectors_support import create_source
+from .conftest import report_figure
+from .connectors_support import create_source, running_data_api
 from .servers import HOOK_PATH, WebhookReceiver, create_webhook_receiver, serve
 from .source_databases import SourceDatabase, pg_admin, postgres_source  # noqa: F401
 from .test_database_sources import pg_properties, select_stream
@@ -180,3 +184,64 @@ def test_no_event_is_stored_for_a_change_that_rolled_back(hooks_app, account, re
     assert client.delete(f"/v4/sources/{source_id}", headers=account.headers).status_code == 200
     work(hooks_app)
     assert [r.type for r in receiver.of_source(source_id)] == ["source.deleted"]
+
+
+# --- workers wake on new work ---------------------------------------------------------------------
+
+
+def test_a_worker_wakes_on_the_commit_that_queued_work_not_after_its_poll(make_app, account):
+    """The embedded worker's set-up (one process; SQLite's only kind), with a 30 s poll: only the
+    ring after the commit can make the source advance within a few seconds."""
+    from .test_discovery import TOKEN, TYPE
+
+    app = make_app()
+    with running_data_api(TOKEN) as api:
+        worker = Worker(app, services(app).jobs, poll_interval=30.0)
+        worker._next_periodic_check = float("inf")  # periodic jobs are not what this measures
+        thread = threading.Thread(target=worker.run_forever, daemon=True)
+        thread.start()
+        try:
+            time.sleep(0.2)  # the worker is idle, waiting
+            client = app.test_client()
+            started = time.monotonic()
+            created = client.post("/v4/sources", headers=account.headers, json={
+                "type": TYPE, "display_name": "Woken", "properties": {"api_url": api.base_url, "api_token": TOKEN}})
+            assert created.status_code == 201
+            step_type = None
+            while time.monotonic() - started < 10 and step_type != "field_selection":
+                time.sleep(0.01)
+                step_type = client.get(f"/v4/sources/{created.get_json()['id']}", headers=account.headers
+                                       ).get_json()["report_card"]["current_step_type"]
+            elapsed = time.monotonic() - started
+        finally:
+            worker.stop()
+            thread.join(10)
+    report_figure(f"last credential → field_selection, worker polling every 30 s: {elapsed:.3f} s")
+    assert step_type == "field_selection" and elapsed < 5.0
+
+
+def test_postgres_notify_wakes_another_connection_on_commit_and_never_on_rollback(app):
+    if db.get_db(app).is_sqlite:
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite has the in-process ring only")
+    wakeup = Wakeup()
+    listener = PostgresListener(app.config["DATABASE_URL"], wakeup).start()
+    try:
+        assert listener.listening.wait(10)
+        wakeup.wait(0)  # forget anything from before
+        # Another engine stands in for another process: only PostgreSQL carries the news.
+        engine = create_engine(app.config["DATABASE_URL"])
+        other = sessionmaker(engine)
+        with other() as session, pytest.raises(RuntimeError), session.begin():
+            note_new_work(session)
+            raise RuntimeError("rolled back")
+        assert not wakeup.wait(0.5)
+        with other() as session, session.begin():
+            note_new_work(session)
+            started = time.monotonic()
+        assert wakeup.wait(5)
+        woke_after = time.monotonic() - started
+        engine.dispose()
+    finally:
+        listener.stop()
+    report_figure(f"NOTIFY → listener rung after {woke_after * 1000:.1f} ms")
+    assert woke_after < 1.0
