@@ -297,7 +297,7 @@ def test_an_unmodified_api_process_killed_while_its_update_waits_on_a_table_lock
     thread.join(timeout=30)
     assert isinstance(outcome[0], requests.ConnectionError), outcome
     after = source_state(app, source_id)
-    print(f"\n[postgresql] unmodified API process SIGKILLed waiting to UPDATE sources, after writing "
+    print(f"\n[postgresql] unmodified API process SIGKILLed waiting to UPDATE sources, holding "
           f"{written}: version {before['version']} → {after['version']}, api_token "
           f"{'old' if after['values']['api_token'] == OLD['api_token'] else 'new'}")
     assert after == before
