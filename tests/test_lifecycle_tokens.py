@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from app import db
+from app import db, webhooks
 from app.connectors.models import SourceToken
 from app.jobs.periodic import PeriodicJobState
 from app.jobs.worker import Worker
@@ -30,6 +30,10 @@ from .connectors_support import (  # noqa: F401  (fixtures)
 )
 from .servers import HOOK_PATH, TokenFault, WebhookReceiver, create_webhook_receiver, serve
 from .test_lifecycle import kinds, make_checks_old, make_rechecks_due, register, work
+from .test_oauth import TYPE as OAUTH_TYPE
+from .test_oauth import connect, connect_app, operator_app, provider, provider_app, provider_port  # noqa: F401
+from .test_oauth import create_source as create_oauth_source
+from .test_oauth import secret_id_of as oauth_secret_id_of
 
 REFRESHING = "test.oauth2-refresh"
 REVOCABLE = "test.oauth-revocable"
@@ -230,3 +234,25 @@ def test_a_card_without_a_revocation_endpoint_deletes_without_asking_the_provide
     revoked_before = len(servers.provider.revocations)
     assert client.delete(f"/v4/sources/{source_id}", headers=account.headers).status_code == 200
     assert len(servers.provider.revocations) == revoked_before
+
+
+# --- oauth.completed ----------------------------------------------------------------------------
+
+
+def test_an_oauth_handshake_is_announced_before_and_after_its_source_exists(
+        connect_app, connect, account, operator_app, provider_port, receiver):
+    connect_app.config["WEBHOOK_ALLOW_LOOPBACK"] = True
+    webhooks.init_app(connect_app)  # this module's instance of the app: take the loopback rule
+    register(connect, account, receiver)
+    secret_id = oauth_secret_id_of(connect, account, provider_port)
+    work(connect_app)
+    assert kinds(receiver.received) == [("oauth.completed", {"source_type": OAUTH_TYPE})]
+    assert receiver.received[0].source_id is None
+    created = create_oauth_source(connect, account, provider_port, secret_id)
+    assert created.status_code == 201, created.get_json()
+    work(connect_app)
+    seen = kinds(receiver.of_source(created.get_json()["id"]))
+    assert seen[:2] == [("source.created", {"source_type": OAUTH_TYPE, "name": created.get_json()["name"]}),
+                        ("oauth.completed", {"source_type": OAUTH_TYPE})]
+    assert ("source.step_changed", {"from": "form", "to": "discover_schema"}) in seen
+    assert not any(value in str([r.payload for r in receiver.received]) for value in (secret_id, operator_app[1]))
