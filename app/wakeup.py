@@ -104,6 +104,10 @@ class PostgresListener:
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:

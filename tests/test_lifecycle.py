@@ -6,6 +6,8 @@ jobs, the webhook deliveries and the periodic jobs as ``make run`` and ``flask c
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -245,3 +247,49 @@ def test_postgres_notify_wakes_another_connection_on_commit_and_never_on_rollbac
         listener.stop()
     report_figure(f"NOTIFY → listener rung after {woke_after * 1000:.1f} ms")
     assert woke_after < 1.0
+
+
+# --- periodic jobs across processes ---------------------------------------------------------------
+
+
+def _periodic_process(database_url: str, report_cards: str, keys: str, marks: str, seconds: float) -> None:
+    """A worker process that runs one periodic job, due again at once, as often as it can claim it."""
+    from pathlib import Path
+
+    from app import create_app
+    from app.jobs.periodic import PeriodicJob
+    from app.jobs.worker import JobTable
+
+    app = create_app({"DATABASE_URL": database_url, "REPORT_CARDS": report_cards, "ENCRYPTION_KEYS": keys,
+                      "OPERATOR_TOKEN": "unused"})
+
+    def exclusive(_app: Flask) -> dict[str, Any]:
+        started = time.time()
+        time.sleep(0.05)
+        (Path(marks) / f"{os.getpid()}-{time.monotonic_ns()}").write_text(f"{started} {time.time()}")
+        return {}
+
+    worker = Worker(app, JobTable(periodic=(PeriodicJob("exclusive", timedelta(0), exclusive),)))
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        worker.run_due_periodic_jobs()
+        time.sleep(0.005)
+
+
+def test_worker_processes_never_run_the_same_periodic_job_at_once(app, tmp_path):
+    if db.get_db(app).is_sqlite:
+        pytest.skip("several worker processes share one database on PostgreSQL (SQLite: one worker)")
+    context = multiprocessing.get_context("spawn")
+    args = (app.config["DATABASE_URL"], app.config["REPORT_CARDS"], app.config["ENCRYPTION_KEYS"], str(tmp_path), 4.0)
+    processes = [context.Process(target=_periodic_process, args=args) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=60)
+    runs = sorted(tuple(map(float, mark.read_text().split())) for mark in tmp_path.iterdir())
+    by_process = {mark.name.split("-")[0] for mark in tmp_path.iterdir()}
+    assert len(runs) >= 10 and len(by_process) >= 2, (len(runs), by_process)
+    overlaps = [(a, b) for a, b in zip(runs, runs[1:], strict=False) if b[0] < a[1]]
+    report_figure(f"periodic job across 3 worker processes: {len(runs)} runs by {len(by_process)} processes, "
+                  f"{len(overlaps)} overlapping")
+    assert overlaps == []

@@ -74,6 +74,7 @@ class Worker:
         self.lease = lease or timedelta(seconds=app.config.get("JOB_LEASE_SECONDS") or DEFAULT_LEASE.seconds)
         self.periodic_check_seconds = periodic_check_seconds
         self.stopping = threading.Event()
+        self.listener: PostgresListener | None = None  # the LISTEN thread this worker started, if any
         self._periodic_declared = False
         self._next_periodic_check = 0.0
 
@@ -198,12 +199,14 @@ class Worker:
     def stop(self) -> None:
         self.stopping.set()
         self.wakeup.ring()
+        if self.listener is not None:
+            self.listener.stop()
 
 
 def start_embedded_worker(app: Flask, jobs: JobTable) -> Worker:
     """A worker thread inside the API process: what `make run` uses so sources advance alone."""
     worker = Worker(app, jobs)
-    listen_for_work(app)
+    worker.listener = listen_for_work(app)
     threading.Thread(target=worker.run_forever, name="connect-worker", daemon=True).start()
     return worker
 
@@ -214,7 +217,7 @@ def listen_for_work(app: Flask) -> PostgresListener | None:
     if get_db(app).is_sqlite:
         return None
     listener: PostgresListener | None = app.extensions.get(LISTENER_KEY)
-    if listener is None:
+    if listener is None or listener.stopped:
         listener = app.extensions[LISTENER_KEY] = PostgresListener(app.config["DATABASE_URL"],
                                                                    get_wakeup(app)).start()
     return listener
