@@ -191,12 +191,14 @@ def test_no_event_is_stored_for_a_change_that_rolled_back(hooks_app, account, re
 # --- workers wake on new work ---------------------------------------------------------------------
 
 
-def test_a_worker_wakes_on_the_commit_that_queued_work_not_after_its_poll(make_app, account):
+def test_a_worker_wakes_on_the_commit_that_queued_work_not_after_its_poll(make_app, account, receiver):
     """The embedded worker's set-up (one process; SQLite's only kind), with a 30 s poll: only the
-    ring after the commit can make the source advance within a few seconds."""
+    ring after the commit can make the source advance, and its webhook deliveries go out, within a
+    few seconds. The worker's loop sends the deliveries itself (nobody calls run_deliveries)."""
     from .test_discovery import TOKEN, TYPE
 
-    app = make_app()
+    app = make_app(WEBHOOK_ALLOW_LOOPBACK=True, WEBHOOK_TIMEOUT=2.0)
+    register(app.test_client(), account, receiver)
     with running_data_api(TOKEN) as api:
         worker = Worker(app, services(app).jobs, poll_interval=30.0)
         worker._next_periodic_check = float("inf")  # periodic jobs are not what this measures
@@ -215,9 +217,13 @@ def test_a_worker_wakes_on_the_commit_that_queued_work_not_after_its_poll(make_a
                 step_type = client.get(f"/v4/sources/{created.get_json()['id']}", headers=account.headers
                                        ).get_json()["report_card"]["current_step_type"]
             elapsed = time.monotonic() - started
+            delivered = receiver.wait_for(5, deadline=5.0)  # created, step, check, step, connected
+            delivered_after = time.monotonic() - started
         finally:
             worker.stop()
             thread.join(10)
+    assert [r.type for r in delivered][-1] == "source.setup_state_changed"
+    report_figure(f"... and its 5 webhook deliveries, sent by the worker's loop, all in within {delivered_after:.3f} s")
     report_figure(f"last credential → field_selection, worker polling every 30 s: {elapsed:.3f} s")
     assert step_type == "field_selection" and elapsed < 5.0
 
