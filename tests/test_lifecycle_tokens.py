@@ -17,7 +17,7 @@ from app import db, webhooks
 from app.connectors.models import SourceToken
 from app.jobs.periodic import PeriodicJobState
 from app.jobs.worker import Worker
-from app.models import SourceCredential, SourceEvent
+from app.models import Source, SourceCredential, SourceEvent
 from app.wiring import services
 
 from .connectors_support import (  # noqa: F401  (fixtures)
@@ -26,6 +26,7 @@ from .connectors_support import (  # noqa: F401  (fixtures)
     create_source,
     servers,
     set_token_times,
+    stored_properties,
     token_row,
 )
 from .servers import HOOK_PATH, TokenFault, WebhookReceiver, create_webhook_receiver, serve
@@ -256,3 +257,25 @@ def test_an_oauth_handshake_is_announced_before_and_after_its_source_exists(
                         ("oauth.completed", {"source_type": OAUTH_TYPE})]
     assert ("source.step_changed", {"from": "form", "to": "discover_schema"}) in seen
     assert not any(value in str([r.payload for r in receiver.received]) for value in (secret_id, operator_app[1]))
+
+
+def test_keep_alive_refreshes_a_managed_oauth_grant_from_the_cards_oauth_section(
+        connect_app, connect, account, operator_app, provider, provider_port):
+    """A managed-OAuth card (a tap refreshes its own tokens when it runs, maybe months away) with no
+    ``auth`` section: keep-alive uses the grant the handshake stored, rotation included."""
+    provider.settings.refresh_token_idle_seconds = IDLE_LIMIT
+    provider.settings.rotate_refresh_tokens = True
+    connect_app.config["TOKEN_KEEPALIVE_HOURS"] = 24.0
+    created = create_oauth_source(connect, account, provider_port, oauth_secret_id_of(connect, account, provider_port))
+    assert created.status_code == 201, created.get_json()
+    source_id = created.get_json()["id"]
+    with db.get_db(connect_app).Session() as session, session.begin():
+        source = session.get_one(Source, source_id)
+        source.created_at = source.created_at - timedelta(hours=25)
+    provider.idle_refresh_tokens(25 * HOUR)
+    first = provider.last_refresh_token
+    refreshes = provider.token_requests_by_grant["refresh_token"]
+    assert run_periodic(connect_app, "keep_tokens_alive") == KEPT
+    assert provider.token_requests_by_grant["refresh_token"] == refreshes + 1
+    assert stored_properties(connect_app, source_id)["refresh_token"] == provider.last_refresh_token != first
+    assert provider.find_refresh_token(provider.last_refresh_token) is not None

@@ -229,13 +229,16 @@ class TokenStore:
     """
 
     def __init__(self, session_factory: sessionmaker[Session], keyring: Keyring, card: ReportCard,
-                 source_id: int, settings: TokenSettings | None = None) -> None:
-        if not card.auth.uses_tokens:
+                 source_id: int, settings: TokenSettings | None = None, auth: AuthSection | None = None) -> None:
+        """``auth``: how to obtain the tokens, when not the card's own ``auth`` section (keep-alive
+        refreshes a managed-OAuth card's grant from its ``oauth`` section: app/discovery/keepalive.py)."""
+        auth = auth or card.auth
+        if not auth.uses_tokens:
             raise AuthConfigurationError(f"{card.type}: auth.type has no tokens to store")
         self.session_factory = session_factory
         self.keyring = keyring
         self.card = card
-        self.auth = card.auth
+        self.auth = auth
         self.source_id = source_id
         self.settings = settings or TokenSettings()
         self.rotation_property: str | None = None

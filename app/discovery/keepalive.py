@@ -3,7 +3,8 @@
 Some providers end a refresh token that goes unused (Google's after 6 months, Adobe Sign's after
 60 days); a source nobody reads from would die silently. :func:`keep_tokens_alive` refreshes,
 through the token store (one refresh at a time per source, rotation-safe: app/connectors/tokens.py),
-the access token of every live, unbroken source whose card refreshes with a refresh token and
+the access token of every live, unbroken source whose card refreshes with a refresh token (its
+``auth`` section, or the grant of its managed-OAuth ``oauth`` section: :func:`keepalive_auth`) and
 whose last refresh (or, never refreshed, its creation) is older than
 ``CONNECT_TOKEN_KEEPALIVE_HOURS`` (24; 0 turns it off). A card's
 ``auth.min_refresh_interval_seconds`` (a provider's cap on refreshes) raises that age for its
@@ -27,6 +28,7 @@ from sqlalchemy import and_, func, select
 
 from ..catalog import get_catalog
 from ..catalog.cards import ReportCard
+from ..catalog.sections import AuthSection
 from ..connectors.base import ConnectorFailure, SourceTarget
 from ..connectors.errors import AuthConfigurationError, CredentialsRejected, TokenUnavailable
 from ..connectors.models import ACCESS_TOKEN, SourceToken
@@ -45,8 +47,27 @@ RUN_EVERY = timedelta(minutes=15)
 BATCH = 50  # sources refreshed per run, the longest idle first (one at a time)
 
 
-def refreshes_with_refresh_token(card: ReportCard) -> bool:
-    return card.auth.type == "oauth2" and card.auth.grant_type == "refresh_token"
+def keepalive_auth(card: ReportCard) -> AuthSection | None:
+    """How keep-alive refreshes a source of ``card``: its ``auth`` section when that refreshes with
+    a refresh token; else, for a managed-OAuth card (a Singer tap that refreshes by itself when it
+    runs, which may be months away), the refresh grant its ``oauth`` section describes — the token
+    URL, the client credentials and the refresh token in the properties the handshake filled. None
+    when neither applies."""
+    if card.auth.type == "oauth2" and card.auth.grant_type == "refresh_token":
+        return card.auth
+    oauth = card.oauth
+    if oauth is None or card.auth.uses_tokens:
+        return None
+    refresh = dict(oauth.token_properties).get("refresh_token")
+    client_id = oauth.client_properties.client_id or "client_id"
+    client_secret = oauth.client_properties.client_secret or "client_secret"
+    if refresh not in card.properties or client_id not in card.properties:
+        return None
+    secret = f"{{{{ properties.{client_secret} }}}}" if client_secret in card.properties else ""
+    return AuthSection(type="oauth2", grant_type="refresh_token", token_url=oauth.token_url,
+                       client_id=f"{{{{ properties.{client_id} }}}}", client_secret=secret,
+                       refresh_token=f"{{{{ properties.{refresh} }}}}", client_auth=oauth.client_auth,
+                       token_params=oauth.token_params)
 
 
 def keep_tokens_alive(app: Flask) -> dict[str, Any]:
@@ -54,15 +75,16 @@ def keep_tokens_alive(app: Flask) -> dict[str, Any]:
     hours = float(app.config.get("TOKEN_KEEPALIVE_HOURS") or 0)
     if hours <= 0:
         return {"off": True}
-    cards = {card.type: card for card in get_catalog().cards.values() if refreshes_with_refresh_token(card)}
+    auths = {card.type: (card, auth) for card in get_catalog().cards.values()
+             if (auth := keepalive_auth(card)) is not None}
     counts = {"refreshed": 0, "failed": 0, "probed": 0, "skipped_min_interval": 0}
     now = utcnow()
-    for source_id, source_type, last_used in _idle_sources(app, list(cards), now - timedelta(hours=hours)):
-        card = cards[source_type]
-        if now - last_used < timedelta(seconds=card.auth.min_refresh_interval_seconds):
+    for source_id, source_type, last_used in _idle_sources(app, list(auths), now - timedelta(hours=hours)):
+        card, auth = auths[source_type]
+        if now - last_used < timedelta(seconds=auth.min_refresh_interval_seconds):
             counts["skipped_min_interval"] += 1
             continue
-        outcome = _refresh(app, card, source_id)
+        outcome = _refresh(app, card, auth, source_id)
         counts[outcome] += 1
         if outcome == "refreshed" and not _expiry_stated(app, source_id):
             counts["probed"] += 1
@@ -84,14 +106,10 @@ def _idle_sources(app: Flask, types: list[str], idle_since: datetime) -> list[tu
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-def _store(app: Flask, card: ReportCard, source_id: int) -> TokenStore:
+def _refresh(app: Flask, card: ReportCard, auth: AuthSection, source_id: int) -> str:
     settings = TokenSettings.from_config(app.config, network=network_policy(app))
-    return TokenStore(get_db(app).Session, get_keyring(app), card, source_id, settings)
-
-
-def _refresh(app: Flask, card: ReportCard, source_id: int) -> str:
     try:
-        _store(app, card, source_id).refresh_now()
+        TokenStore(get_db(app).Session, get_keyring(app), card, source_id, settings, auth=auth).refresh_now()
     except (CredentialsRejected, TokenUnavailable, AuthConfigurationError) as failure:
         # The store has recorded it (and marked the source broken when the token was refused).
         log.info("keep-alive refresh failed", extra={"source_id": source_id, "error": type(failure).__name__})
