@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -299,3 +302,47 @@ def test_worker_processes_never_run_the_same_periodic_job_at_once(app, tmp_path)
     report_figure(f"periodic job across 3 worker processes: {len(runs)} runs by {len(by_process)} processes, "
                   f"{len(overlaps)} overlapping")
     assert overlaps == []
+
+
+# --- a process killed between the change and the send --------------------------------------------
+
+SOURCE_VAR, TOKEN_VAR = "CONNECT_TEST_SOURCE_ID", "CONNECT_TEST_ACCOUNT_TOKEN"
+
+
+def delete_then_pause() -> None:
+    """A service process whose DELETE commits (its webhook event with it) and that dies before any
+    worker sends it."""
+    from app import create_app
+
+    from .test_webhooks import _pause
+
+    app = create_app()
+    response = app.test_client().delete(f"/v4/sources/{os.environ[SOURCE_VAR]}",
+                                        headers={"Authorization": f"Bearer {os.environ[TOKEN_VAR]}"})
+    assert response.status_code == 200, response.get_json()
+    _pause()
+
+
+def test_a_change_committed_by_a_process_killed_before_sending_is_announced_once(
+        hooks_app, account, receiver, postgres_source, tmp_path):
+    from .live_service import ROOT, service_environment, stop, wait_for_file
+    from .test_webhooks import PAUSE_MARKER
+
+    client = hooks_app.test_client()
+    source_id = create_source(client, account, SHIPPED_TYPE, pg_properties(postgres_source))
+    register(client, account, receiver, events=("source.deleted",))
+    marker = tmp_path / "deleted"
+    environment = service_environment(hooks_app.config["DATABASE_URL"], **{
+        PAUSE_MARKER: str(marker), SOURCE_VAR: str(source_id), TOKEN_VAR: account.token})
+    process = subprocess.Popen([sys.executable, "-c", "from tests.test_lifecycle import delete_then_pause; "
+                                "delete_then_pause()"], cwd=ROOT, env=environment)
+    try:
+        wait_for_file(marker, process)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        stop(process)
+    assert receiver.received == []
+    work(hooks_app)  # another process's worker, later
+    work(hooks_app)
+    assert [(r.type, r.source_id) for r in receiver.received] == [("source.deleted", source_id)]
