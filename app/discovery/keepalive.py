@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, exists, func, or_, select
 
 from ..catalog import get_catalog
 from ..catalog.cards import ReportCard
@@ -34,10 +34,10 @@ from ..connectors.errors import AuthConfigurationError, CredentialsRejected, Tok
 from ..connectors.models import ACCESS_TOKEN, SourceToken
 from ..connectors.network import network_policy
 from ..connectors.registry import get_connectors
-from ..connectors.tokens import TokenSettings, TokenStore
+from ..connectors.tokens import TokenSettings, TokenStore, refresh_token_property
 from ..crypto import get_keyring
 from ..db import begin_write, get_db
-from ..models import Source, utcnow
+from ..models import Source, SourceCredential, utcnow
 from ..sources.credentials import decrypted_properties
 from .service import queue_check
 
@@ -79,7 +79,8 @@ def keep_tokens_alive(app: Flask) -> dict[str, Any]:
              if (auth := keepalive_auth(card)) is not None}
     counts = {"refreshed": 0, "failed": 0, "probed": 0, "skipped_min_interval": 0}
     now = utcnow()
-    for source_id, source_type, last_used in _idle_sources(app, list(auths), now - timedelta(hours=hours)):
+    refresh_names = {source_type: refresh_token_property(auth) for source_type, (_card, auth) in auths.items()}
+    for source_id, source_type, last_used in _idle_sources(app, refresh_names, now - timedelta(hours=hours)):
         card, auth = auths[source_type]
         if now - last_used < timedelta(seconds=auth.min_refresh_interval_seconds):
             counts["skipped_min_interval"] += 1
@@ -92,15 +93,22 @@ def keep_tokens_alive(app: Flask) -> dict[str, Any]:
     return counts
 
 
-def _idle_sources(app: Flask, types: list[str], idle_since: datetime) -> list[tuple[int, str, datetime]]:
-    if not types:
+def _idle_sources(app: Flask, refresh_names: dict[str, str | None],
+                  idle_since: datetime) -> list[tuple[int, str, datetime]]:
+    """Sources of these types idle since ``idle_since`` that hold their refresh token (a source
+    still being set up has none to keep alive), the longest idle first."""
+    holding = [(Source.type == source_type) & exists().where(SourceCredential.source_id == Source.id,
+                                                             SourceCredential.name == name)
+               for source_type, name in refresh_names.items() if name]
+    if not holding:
         return []
+    holds_refresh_token = or_(*holding)
     last_used = func.coalesce(SourceToken.refreshed_at, Source.created_at)
     with get_db(app).Session() as session, session.begin():
         rows = session.execute(
             select(Source.id, Source.type, last_used)
             .outerjoin(SourceToken, and_(SourceToken.source_id == Source.id, SourceToken.kind == ACCESS_TOKEN))
-            .where(Source.type.in_(types), Source.deleted_at.is_(None), Source.broken_at.is_(None),
+            .where(holds_refresh_token, Source.deleted_at.is_(None), Source.broken_at.is_(None),
                    last_used < idle_since)
             .order_by(last_used, Source.id).limit(BATCH)).all()
     return [(row[0], row[1], row[2]) for row in rows]
