@@ -34,7 +34,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import discovery, execute, loadgen, seed, wakeup
+from . import discovery, execute, loadgen, seed, singer, wakeup
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -488,6 +488,8 @@ def markdown(report: dict) -> str:
         lines += ["", *discovery.markdown(report["discovery"], settings.get("discovery_runs", 3))]
     if report.get("execute"):
         lines += ["", *execute.markdown(report["execute"])]
+    if report.get("singer"):
+        lines += ["", *singer.markdown(report["singer"])]
     if report.get("wakeup"):
         lines += ["", *wakeup.markdown(report["wakeup"], settings.get("wakeup_runs", 15))]
     lines += ["", "## Targets", "", "| target | db | value | met |", "|---|---|---:|---|"]
@@ -557,6 +559,8 @@ def main() -> int:
                         help="database discovery rows: tables per source database (none: skip)")
     parser.add_argument("--execute-runs", type=int, default=execute.RUNS,
                         help="calls per execute/proxy row (0: skip)")
+    parser.add_argument("--singer-seconds", type=float, default=10.0,
+                        help="seconds of two workers running tap discoveries (0: skip the Singer rows)")
     parser.add_argument("--wakeup-runs", type=int, default=15,
                         help="runs of last credential → field_selection per database (0: skip)")
     args = parser.parse_args()
@@ -617,6 +621,9 @@ def main() -> int:
     if args.execute_runs:
         log(f"execute and the proxy: {args.execute_runs} calls per row")
         report["execute"] = execute.measure(args.execute_runs)
+    if args.singer_seconds:
+        log(f"Singer discovery through a tap process: {args.singer_seconds} s of two workers")
+        report["singer"] = singer.measure(args.singer_seconds, runs=15)
     if args.wakeup_runs:
         log(f"last credential → field_selection: {args.wakeup_runs} runs per database")
         report["wakeup"] = wakeup.measure(backends, args.wakeup_runs, admin_url)
