@@ -20,6 +20,7 @@ from . import (
     request_checks,
     secrets_store,
     security_headers,
+    wakeup,
     webhooks,
     wiring,
 )
@@ -27,6 +28,10 @@ from .config import default_database_url, settings_from_environment
 from .connect.service import purge_expired_sessions
 from .connectors import registry as connectors
 from .discovery.jobs import check_and_discover
+from .discovery.keepalive import RUN_EVERY as KEEPALIVE_EVERY
+from .discovery.keepalive import keep_tokens_alive
+from .discovery.recheck import RUN_EVERY as RECHECK_EVERY
+from .discovery.recheck import recheck_connected_sources
 from .discovery.service import CHECK_JOB, queue_check_when_ready
 from .errors import register_error_handlers
 from .extensions import API_SETTINGS, create_api
@@ -35,8 +40,11 @@ from .jobs.worker import JobTable, start_embedded_worker
 from .models import load_all_models
 from .oauth import apps as oauth_apps
 from .oauth.handshake import purge_expired_handshakes, redeem_secret
+from .oauth.revocation import revoke_source_tokens
+from .sources import lifecycle
 from .sources.availability import log_sources_without_card
 from .sources.writes import SourceHooks
+from .webhooks.delivery import prune_history_job, run_deliveries
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -53,8 +61,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     load_all_models()
     logs.init_app(app)
     database = db.init_app(app)
+    wakeup.init_app(app, database.Session)  # rings the workers after a commit that queued work
     loaded = catalog.init_app(app)
     log_sources_without_card(database.Session, loaded)
+    # Webhook events of every source change, announced in the change's transaction as it commits.
+    lifecycle.watch(database.Session, lambda: app.extensions[catalog.EXTENSION_KEY])
     oauth_apps.init_app(app, loaded)  # after the catalog: the apps file names source types
     crypto.init_app(app)
     secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here
@@ -83,12 +94,19 @@ def wire(registry: connectors.Connectors) -> wiring.Services:
             after_properties_changed=(queue_check_when_ready,),
             # Hosts and ports the properties name, judged by the network rules at save time.
             destinations=registry.destination_problems,
+            # DELETE: revoke the source's tokens where its card's oauth section says (RFC 7009).
+            before_delete=revoke_source_tokens,
         ),
         jobs=JobTable(
             handlers={CHECK_JOB: check_and_discover},
+            # Webhook deliveries keep their own rows, claims and retry schedule (app/webhooks/delivery.py).
+            pumps=(run_deliveries,),
             periodic=(
                 PeriodicJob("purge_expired_handshakes", timedelta(hours=1), purge_expired_handshakes),
                 PeriodicJob("purge_expired_connect_sessions", timedelta(hours=1), purge_expired_sessions),
+                PeriodicJob("prune_webhook_history", timedelta(hours=6), prune_history_job),
+                PeriodicJob("recheck_connected_sources", RECHECK_EVERY, recheck_connected_sources),
+                PeriodicJob("keep_tokens_alive", KEEPALIVE_EVERY, keep_tokens_alive),
             ),
         ),
     )

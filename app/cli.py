@@ -139,10 +139,11 @@ def worker(threads: int, poll_interval: float) -> None:
     import signal
     import threading
 
-    from .jobs.worker import Worker
+    from .jobs.worker import Worker, listen_for_work
     from .wiring import services
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    listen_for_work(app)
     workers = [Worker(app, services(app).jobs, poll_interval=poll_interval) for _ in range(threads)]
     running = [threading.Thread(target=w.run_forever, daemon=True) for w in workers]
     for thread in running:

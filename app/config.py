@@ -66,6 +66,16 @@ SETTINGS: list[tuple[str, str, object, type, str]] = [
      "developer's machine and tests. Off, every webhook URL must be https to a public host."),
     ("CONNECT_WEBHOOK_RETENTION_DAYS", "WEBHOOK_RETENTION_DAYS", 30, int,
      "Days finished webhook deliveries (and their events) are kept for `GET /v4/webhooks/{id}/deliveries`."),
+    ("CONNECT_RECHECK_HOURS", "RECHECK_HOURS", 0.0, float,
+     "Hours after which a connected source's connection is checked again by a periodic job (the "
+     "source turns `broken`, and the webhooks hear of it, when its credentials stopped working); "
+     "0 turns the re-checks off."),
+    ("CONNECT_RECHECK_BATCH", "RECHECK_BATCH", 10, int,
+     "Most re-checks queued per run of the re-check job (every 5 minutes), spread over that run's "
+     "5 minutes: what bounds how many run at once."),
+    ("CONNECT_TOKEN_KEEPALIVE_HOURS", "TOKEN_KEEPALIVE_HOURS", 24.0, float,
+     "Hours a source's refresh token may go unused before a periodic job refreshes it, so tokens "
+     "that lapse when idle stay alive; 0 turns keep-alive off."),
     ("CONNECT_TAPS_DIR", "TAPS_DIR", None, str,
      "Directory of the operator-installed Singer taps (one virtual environment per source type, "
      "`flask connect taps install`). Default: `instance/taps/`."),

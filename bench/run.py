@@ -34,7 +34,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import discovery, execute, loadgen, seed
+from . import discovery, execute, loadgen, seed, singer, wakeup
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,6 +51,7 @@ TARGETS = {
     "startup": ("create_app with 1,000 cards < 2 s", 2.0),
     "rss": ("peak RSS per worker ≤ 120 MiB", 120.0),
     "proxy": ("proxy call ≥ 0.7× a direct call to the same loopback API (bench/execute.py)", 0.7),
+    "wakeup": ("last credential → field_selection < 0.2 s (median, embedded worker, loopback API)", 0.2),
 }
 
 
@@ -401,6 +402,10 @@ def evaluate(report: dict) -> list[dict]:
         value = report["execute"]["proxy"]["ratio"]
         verdicts.append({"target": TARGETS["proxy"][0], "backend": "sqlite", "value": value,
                          "met": value >= TARGETS["proxy"][1]})
+    for backend, rows in (report.get("wakeup") or {}).items():
+        value = rows["woken"]["median_s"]
+        verdicts.append({"target": TARGETS["wakeup"][0], "backend": backend, "value": value,
+                         "met": value < TARGETS["wakeup"][1]})
     return verdicts
 
 
@@ -483,6 +488,10 @@ def markdown(report: dict) -> str:
         lines += ["", *discovery.markdown(report["discovery"], settings.get("discovery_runs", 3))]
     if report.get("execute"):
         lines += ["", *execute.markdown(report["execute"])]
+    if report.get("singer"):
+        lines += ["", *singer.markdown(report["singer"])]
+    if report.get("wakeup"):
+        lines += ["", *wakeup.markdown(report["wakeup"], settings.get("wakeup_runs", 15))]
     lines += ["", "## Targets", "", "| target | db | value | met |", "|---|---|---:|---|"]
     for verdict in report["targets"]:
         lines.append(f"| {verdict['target']} | {verdict['backend']} | {verdict['value']} | "
@@ -550,6 +559,10 @@ def main() -> int:
                         help="database discovery rows: tables per source database (none: skip)")
     parser.add_argument("--execute-runs", type=int, default=execute.RUNS,
                         help="calls per execute/proxy row (0: skip)")
+    parser.add_argument("--singer-seconds", type=float, default=10.0,
+                        help="seconds of two workers running tap discoveries (0: skip the Singer rows)")
+    parser.add_argument("--wakeup-runs", type=int, default=15,
+                        help="runs of last credential → field_selection per database (0: skip)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -608,6 +621,13 @@ def main() -> int:
     if args.execute_runs:
         log(f"execute and the proxy: {args.execute_runs} calls per row")
         report["execute"] = execute.measure(args.execute_runs)
+    if args.singer_seconds:
+        log(f"Singer discovery through a tap process: {args.singer_seconds} s of two workers")
+        report["singer"] = singer.measure(args.singer_seconds, runs=15)
+    if args.wakeup_runs:
+        log(f"last credential → field_selection: {args.wakeup_runs} runs per database")
+        report["wakeup"] = wakeup.measure(backends, args.wakeup_runs, admin_url)
+        report["settings"]["wakeup_runs"] = args.wakeup_runs
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["targets"] = evaluate(report)
     args.output.mkdir(parents=True, exist_ok=True)

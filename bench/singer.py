@@ -112,6 +112,21 @@ def measure(seconds: float = 20.0, runs: int = 15) -> dict[str, Any]:
         }
 
 
+def markdown(figures: dict[str, Any]) -> list[str]:
+    """The rows ``make bench`` prints (bench/run.py)."""
+    discovery, bare = figures["discovery_ms"], figures["python_start_ms"]
+    unlimited = figures["discovery_no_memory_limit_ms"]
+    return [
+        "## Singer: one discovery through a tap process (the test tap, start-up to catalog)", "",
+        "| row | median ms | p90 ms |", "|---|---:|---:|",
+        f"| discovery, sandboxed (memory limit, private config dir) | {discovery['median']} | {discovery['p90']} |",
+        f"| discovery, no memory limit | {unlimited['median']} | {unlimited['p90']} |",
+        f"| bare `python -c pass` (the floor any tap pays) | {bare['median']} | {bare['p90']} |",
+        "", f"Two workers finish **{figures['per_minute_two_workers']} discoveries per minute** "
+            f"({figures['seconds']} s measured).",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)

@@ -756,6 +756,9 @@ def oauth_section(
 
     authorize_url = spec.get("authorize_url", authorize_url)
     token_url = spec.get("token_url", token_url)
+    # RFC 7009: where a deleted source's tokens are revoked, when the provider's facts name one
+    # (none of the providers in /work/shared/data/oauth-providers.json does today).
+    revocation_url = spec.get("revocation_url", provider.get("revocation_url"))
     scope_separator = spec.get("scope_separator", scope_separator)
     authorize_params.update(spec.get("authorize_params", {}))
     if "scopes" in spec:
@@ -811,6 +814,9 @@ def oauth_section(
         section["callback_properties"] = callback_properties
     if input_properties:
         section["input_properties"] = input_properties
+    if revocation_url:
+        section["revocation_url"] = nango_url(revocation_url, url_properties) if provider_name in nango \
+            else revocation_url
     chosen_docs = spec.get("docs_url") or docs_url
     if not chosen_docs and provider_name == "google":
         chosen_docs = GOOGLE_DOCS

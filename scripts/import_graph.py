@@ -53,7 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("request handling around the views", ("app.auth", "app.ratelimit", "app.request_checks", "app.logs",
                                            "app.secrets_store", "app.security_headers")),
     ("request schemas", ("app.*.schemas", "app.schemas", "app.extensions")),
-    ("infrastructure", ("app.db", "app.crypto", "app.templating")),
+    ("infrastructure", ("app.db", "app.crypto", "app.templating", "app.wakeup")),
     ("models", ("app.models", "app.*.models")),
     # app.webhooks.events: the event types and their data, pure (request schemas list them).
     ("foundation", ("app.config", "app.errors", "app.paths", "app.redaction", "app.webhooks.events")),

@@ -150,6 +150,12 @@ MATRIX: dict[tuple[str, str], list[Attempt]] = {
     ("/v4/sources/<int:source_id>/streams", "GET"): [their("/v4/sources/{their_discovered}/streams")],
     ("/v4/sources/<int:source_id>/catalog", "GET"): [their("/v4/sources/{their_discovered}/catalog"),
                                                      their("/v4/sources/{their_source}/catalog")],
+    ("/v4/sources/<int:source_id>/execute", "POST"): [
+        their("/v4/sources/{their_discovered}/execute", entity="{their_tap_stream}", action="list"),
+        their("/v4/sources/{their_source}/execute", entity="contacts", action="list")],
+    **{("/v4/sources/<int:source_id>/proxy/<path:path>", method): [
+        their("/v4/sources/{their_discovered}/proxy/contacts"), their("/v4/sources/{their_source}/proxy/contacts")]
+       for method in ("DELETE", "GET", "PATCH", "POST", "PUT")},
     ("/v4/sources/<int:source_id>/streams/<int:stream_id>", "GET"): [
         their("/v4/sources/{their_discovered}/streams/{their_stream}"),
         # My source with their stream's id: the stream is looked up within my source.

@@ -93,7 +93,7 @@ def test_the_purge_jobs_delete_rows_expired_past_retention_and_keep_the_rest(app
                                        allowed_types=["t"], redirect_url="https://x", display={},
                                        expires_at=expires))
     ran = Worker(app, services(app).jobs).run_due_periodic_jobs()
-    assert sorted(ran) == ["purge_expired_connect_sessions", "purge_expired_handshakes"]
+    assert {"purge_expired_connect_sessions", "purge_expired_handshakes"} <= set(ran)
     with db.get_db(app).Session() as session:
         assert [r.state_hash[:9] for r in session.scalars(select(OAuthState))] == ["new-state"]
         assert [r.secret_hash[:10] for r in session.scalars(select(OAuthSecret))] == ["new-secret"]

@@ -66,7 +66,11 @@ def test_create_app_wires_the_collaborators(app):
     assert wired.source_hooks.destinations == registry.destination_problems
     assert [hook.__name__ for hook in wired.source_hooks.after_properties_changed] == ["queue_check_when_ready"]
     assert set(wired.jobs.handlers) == {"check_and_discover"}
-    assert {job.name for job in wired.jobs.periodic} == {"purge_expired_handshakes", "purge_expired_connect_sessions"}
+    assert wired.source_hooks.before_delete is not None
+    assert {job.name for job in wired.jobs.periodic} == {
+        "purge_expired_handshakes", "purge_expired_connect_sessions", "prune_webhook_history",
+        "recheck_connected_sources", "keep_tokens_alive"}
+    assert [pump.__name__ for pump in wired.jobs.pumps] == ["run_deliveries"]
 
 
 def _queued_checks(app, source_id: int) -> int:

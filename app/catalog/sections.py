@@ -120,6 +120,8 @@ class OAuthSection:
     # Properties the authorize and token URL templates need, given at initiate.
     input_properties: tuple[str, ...] = ()
     docs_url: str | None = None
+    # RFC 7009: where a deleted source's tokens are revoked (a template like token_url).
+    revocation_url: str | None = None
 
 
 def parse_oauth(raw: Mapping[str, Any], path: str = "$.oauth") -> OAuthSection:
@@ -141,6 +143,7 @@ def parse_oauth(raw: Mapping[str, Any], path: str = "$.oauth") -> OAuthSection:
         handshake_properties=HandshakeProperties(own.optional_text("redirect_uri"), own.optional_text("scope")),
         input_properties=read.strings("input_properties"),
         docs_url=read.optional_text("docs_url"),
+        revocation_url=read.optional_text("revocation_url"),
     )
     clients.done("oauth.client_properties")
     own.done("oauth.handshake_properties")
@@ -207,6 +210,8 @@ class AuthSection:
     refresh_token_property: str | None = None
     rotate_refresh_token: bool = False
     default_expires_in: int | None = None
+    # The provider's cap on refreshes: keep-alive refreshes no more often than this.
+    min_refresh_interval_seconds: int = 0
     client_auth: str = "client_secret_post"
     token_params: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     token_request_encoding: str = "form"  # or "json": how the token request's fields travel
@@ -253,6 +258,7 @@ def _oauth2(read: _Reader) -> dict[str, Any]:
         "refresh_token_property": read.optional_text("refresh_token_property"),
         "rotate_refresh_token": read.flag("rotate_refresh_token", False),
         "default_expires_in": None if default_expires_in is None else int(default_expires_in),
+        "min_refresh_interval_seconds": int(read.get("min_refresh_interval_seconds") or 0),
         "client_auth": read.text("client_auth", "client_secret_post"),
         "token_params": read.string_map("token_params"),
         "token_request_encoding": read.text("token_request_encoding", "form"),

@@ -291,6 +291,7 @@ def _source_of(session: Session, catalog: Catalog, keyring: Keyring, hooks: writ
         winner = None if bound else session.scalar(
             select(ConnectSession.source_id).where(ConnectSession.id == row.id))
     if winner is not None:
+        # No hooks, so no revocation: the winner's source holds the same grant, which must live on.
         writes.delete_source(session, row.account_id, created.id)
         row.source_id = winner
         return read_source(session, row.account_id, winner)

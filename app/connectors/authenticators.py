@@ -63,6 +63,8 @@ class IssuedToken:
     expires_at: datetime | None
     # A refresh token that came back with it (rotation), if any.
     refresh_token: str | None = field(default=None, repr=False)
+    # False when the answer said nothing of the lifetime: ``expires_at`` is then an assumption.
+    expiry_stated: bool = True
 
 
 # --- where a credential goes ----------------------------------------------------------------------
@@ -427,7 +429,8 @@ class OAuth2Grant:
                 f"the token endpoint answered without {self.access_token_name!r}",
                 error="no_access_token", permanent=False, refresh_token=refresh_token)
         redaction.remember(access_token)
-        return IssuedToken(access_token, self.expiry(payload, sent_at), refresh_token)
+        return IssuedToken(access_token, self.expiry(payload, sent_at), refresh_token,
+                           expiry_stated=payload.get(self.expires_in_name) not in (None, ""))
 
     def expiry(self, payload: Mapping[str, Any], sent_at: datetime) -> datetime:
         """When the token expires: seconds or milliseconds from ``sent_at``, or an absolute time in

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..models import Base, Id, Sealed, utcnow
@@ -33,6 +33,9 @@ class SourceToken(Sealed, Base):
     # None while the row holds no token.
     expires_at: Mapped[datetime | None]
     refreshed_at: Mapped[datetime | None]
+    # False when the provider's answer stated no lifetime (expires_at is then assumed): keep-alive
+    # probes such a token with the card's check request rather than trusting the assumption.
+    expiry_stated: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # The source's config_generation when the token was obtained or the last failure happened:
     # a user who changes a credential starts a new generation, which voids both.
     config_generation: Mapped[int] = mapped_column(Integer, default=0)

@@ -229,13 +229,16 @@ class TokenStore:
     """
 
     def __init__(self, session_factory: sessionmaker[Session], keyring: Keyring, card: ReportCard,
-                 source_id: int, settings: TokenSettings | None = None) -> None:
-        if not card.auth.uses_tokens:
+                 source_id: int, settings: TokenSettings | None = None, auth: AuthSection | None = None) -> None:
+        """``auth``: how to obtain the tokens, when not the card's own ``auth`` section (keep-alive
+        refreshes a managed-OAuth card's grant from its ``oauth`` section: app/discovery/keepalive.py)."""
+        auth = auth or card.auth
+        if not auth.uses_tokens:
             raise AuthConfigurationError(f"{card.type}: auth.type has no tokens to store")
         self.session_factory = session_factory
         self.keyring = keyring
         self.card = card
-        self.auth = card.auth
+        self.auth = auth
         self.source_id = source_id
         self.settings = settings or TokenSettings()
         self.rotation_property: str | None = None
@@ -267,6 +270,12 @@ class TokenStore:
             if row is None or generation is None or not self._is_fresh(row, generation, utcnow()):
                 return None
             return self._open(row)
+
+    def refresh_now(self) -> str:
+        """Refresh the access token now, whatever its expiry (keep-alive: the refresh token is used
+        before it lapses from disuse). Single flight like every refresh: a caller that finds another
+        refresh under way, or done since it looked, takes that one's token instead of asking again."""
+        return self.refresh_if_stale(ACCESS_TOKEN, replacing=self.cached_token(ACCESS_TOKEN) or "")
 
     def refresh_if_stale(self, kind: str, replacing: str | None = None) -> str:
         """Refresh unless another caller already has (or is: then wait for its result); retries
@@ -587,6 +596,7 @@ class TokenStore:
         row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
         row.expires_at = issued.expires_at or now
         row.refreshed_at = now
+        row.expiry_stated = issued.expiry_stated
         row.config_generation = source.config_generation
         row.consecutive_failures, row.next_attempt_at = 0, None
         row.last_error, row.last_error_permanent = None, False

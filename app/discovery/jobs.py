@@ -141,11 +141,12 @@ def _record(app: Flask, job: ClaimedJob, check_id: int, generation: int, *, stat
                 source.discovered_generation = generation
                 source.connected_at = source.connected_at or utcnow()
                 source.broken_at, source.broken_reason = None, None
-                record_event(session, source, "check_succeeded", {"streams": len(found or []), **changes})
+                record_event(session, source, "check_succeeded", {"check_id": check_id, "streams": len(found or []),
+                                                                   **changes})
         elif status == "failed":
             if current and broken is not None:
                 source.broken_at, source.broken_reason = utcnow(), broken
-            record_event(session, source, "check_failed", {"error": error})
+            record_event(session, source, "check_failed", {"check_id": check_id, "error": error})
         if status != "queued":
             source.version += 1
             source.updated_at = utcnow()

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..db import affected_rows, begin_write
 from ..models import utcnow
+from ..wakeup import note_new_work
 from .models import Job
 
 DEFAULT_LEASE = timedelta(seconds=60)
@@ -47,6 +48,7 @@ def enqueue(session: Session, kind: str, source_id: int, payload: dict | None = 
     job = Job(kind=kind, source_id=source_id, payload=payload or {}, max_attempts=max_attempts)
     session.add(job)
     session.flush()
+    note_new_work(session)
     return job
 
 

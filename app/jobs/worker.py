@@ -1,8 +1,11 @@
 """The worker loop: claim a job, run its handler while renewing the lease, record the outcome;
 and, every few seconds, run the periodic jobs that are due (app/jobs/periodic.py).
 
-What a worker can run is its :class:`JobTable`: the handler of each job kind and the periodic
-jobs, declared in ``create_app`` (app/wiring.py). A handler raises :class:`JobFailed` to say
+What a worker can run is its :class:`JobTable`: the handler of each job kind, the *pumps* (work
+kept in tables of its own, such as webhook deliveries: each call does what is due and says how
+much) and the periodic jobs, declared in ``create_app`` (app/wiring.py). An idle worker waits for
+its poll interval or until the process's :class:`~app.wakeup.Wakeup` rings (app/wakeup.py: new
+work was committed), whichever comes first. A handler raises :class:`JobFailed` to say
 whether a failure is transient (retried with back-off) or final.
 """
 
@@ -23,6 +26,7 @@ from typing import Any
 from flask import Flask
 
 from ..db import begin_write, get_db
+from ..wakeup import PostgresListener, Wakeup, get_wakeup
 from . import periodic
 from .periodic import PeriodicJob
 from .queue import DEFAULT_LEASE, ClaimedJob, claim_next_job, fail_job, finish_job, renew_lease
@@ -30,8 +34,10 @@ from .queue import DEFAULT_LEASE, ClaimedJob, claim_next_job, fail_job, finish_j
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Flask, ClaimedJob], dict[str, Any]]
+Pump = Callable[[Flask], int]  # does what is due; returns how many items it handled
 # How often an idle or busy worker looks for due periodic jobs (one small query).
 PERIODIC_CHECK_SECONDS = 5.0
+LISTENER_KEY = "connect.listener"
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class JobTable:
 
     handlers: Mapping[str, Handler] = field(default_factory=lambda: MappingProxyType({}))
     periodic: tuple[PeriodicJob, ...] = ()
+    pumps: tuple[Pump, ...] = ()
 
 
 class JobFailed(Exception):
@@ -57,14 +64,17 @@ def new_worker_id() -> str:
 
 class Worker:
     def __init__(self, app: Flask, jobs: JobTable, worker_id: str | None = None, poll_interval: float = 1.0,
-                 lease: timedelta | None = None, periodic_check_seconds: float = PERIODIC_CHECK_SECONDS) -> None:
+                 lease: timedelta | None = None, periodic_check_seconds: float = PERIODIC_CHECK_SECONDS,
+                 wakeup: Wakeup | None = None) -> None:
         self.app = app
+        self.wakeup = wakeup or get_wakeup(app)
         self.jobs = jobs
         self.worker_id = worker_id or new_worker_id()
         self.poll_interval = poll_interval
         self.lease = lease or timedelta(seconds=app.config.get("JOB_LEASE_SECONDS") or DEFAULT_LEASE.seconds)
         self.periodic_check_seconds = periodic_check_seconds
         self.stopping = threading.Event()
+        self.listener: PostgresListener | None = None  # the LISTEN thread this worker started, if any
         self._periodic_declared = False
         self._next_periodic_check = 0.0
 
@@ -163,6 +173,14 @@ class Worker:
             self._next_periodic_check = now + self.periodic_check_seconds
             self.run_due_periodic_jobs()
 
+    def run_pumps(self) -> int:
+        """Run every pump once; returns how many items they handled together."""
+        handled = 0
+        for pump in self.jobs.pumps:
+            with self.app.app_context():
+                handled += pump(self.app)
+        return handled
+
     # --- the loop ---------------------------------------------------------------------------------
 
     def run_forever(self) -> None:
@@ -171,18 +189,35 @@ class Worker:
             try:
                 self._periodic_turn()
                 busy = self.run_once()
+                busy = self.run_pumps() > 0 or busy
             except Exception:  # the database may be away for a moment; keep polling
                 log.exception("worker loop error")
                 busy = False
             if not busy:
-                self.stopping.wait(self.poll_interval)
+                self.wakeup.wait(self.poll_interval)
 
     def stop(self) -> None:
         self.stopping.set()
+        self.wakeup.ring()
+        if self.listener is not None:
+            self.listener.stop()
 
 
 def start_embedded_worker(app: Flask, jobs: JobTable) -> Worker:
     """A worker thread inside the API process: what `make run` uses so sources advance alone."""
     worker = Worker(app, jobs)
+    worker.listener = listen_for_work(app)
     threading.Thread(target=worker.run_forever, name="connect-worker", daemon=True).start()
     return worker
+
+
+def listen_for_work(app: Flask) -> PostgresListener | None:
+    """On PostgreSQL, start the process's LISTEN thread (once), so other processes' commits wake
+    this one's workers too; on SQLite the in-process ring is all there is."""
+    if get_db(app).is_sqlite:
+        return None
+    listener: PostgresListener | None = app.extensions.get(LISTENER_KEY)
+    if listener is None or listener.stopped:
+        listener = app.extensions[LISTENER_KEY] = PostgresListener(app.config["DATABASE_URL"],
+                                                                   get_wakeup(app)).start()
+    return listener

@@ -55,6 +55,7 @@ from ..sources.queries import SourceView
 from ..sources.rules import changes_immutable, schema_reason
 from ..sources.writes import SourceChange, SourceHooks, update_source
 from ..templating import TemplateProblem
+from ..webhooks.outbox import emit
 from .apps import ClientCredentials, oauth_card, oauth_section, resolve_app
 from .models import OAuthSecret, OAuthState
 from .redirect_urls import LOOPBACK_HOSTS, allowlist_problem, redirect_url_problem, with_query
@@ -554,6 +555,10 @@ def _issue_secret(session: Session, keyring: Keyring, claimed: ClaimedState, val
         state = session.get(OAuthState, claimed.id)
         if state is not None:
             state.outcome = "completed"
+        if claimed.source_id is None:
+            # No source to record an event on yet: the webhooks hear of it here (a reconnect's is
+            # its source's oauth_completed event, app/sources/lifecycle.py).
+            emit(session, claimed.account_id, "oauth.completed", {"source_type": claimed.source_type})
     return secret_id
 
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from ..models import SourceEvent, table_of, utcnow
+from .lifecycle import note
 
 _INSERT_EVENT = table_of(SourceEvent).insert()
 
@@ -31,3 +32,4 @@ def record_event(session: Session, source: HasId, type_: str, detail: dict[str, 
     """
     session.connection().execute(_INSERT_EVENT, {"source_id": source.id, "type": type_,
                                                  "at": utcnow(), "detail": detail or {}})
+    note(session, source.id, type_, detail or {})  # for the webhooks, at commit (app/sources/lifecycle.py)

@@ -131,7 +131,8 @@ class SourceById(MethodView):
     @blueprint.alt_response(404, schema=ApiErrorSchema)
     def delete(self, source_id: int) -> Response:
         """Delete (softly): the source disappears from reads and lists."""
-        return source_response(writes.delete_source(db.session(), current_account_id(), source_id))
+        return source_response(writes.delete_source(db.session(), current_account_id(), source_id,
+                                                    services().source_hooks))
 
 
 @blueprint.route("/<int:source_id>/events")

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from ..catalog import Catalog
 from ..catalog.access import access_denied
 from ..catalog.cards import ReportCard
+from ..connectors.models import SourceToken
 from ..crypto import Keyring
 from ..db import begin_write
 from ..errors import Conflict, Invalid, Problem
@@ -41,12 +42,15 @@ from .rules import DestinationRule, check_properties, derive_name, name_problem
 _SOURCES = table_of(Source)
 _CREDENTIALS = table_of(SourceCredential)
 _IDEMPOTENCY_KEYS = table_of(IdempotencyKey)
+_TOKENS = table_of(SourceToken)
 
 # Called when a change's properties changed (names in the set), with the source as it now is.
 PropertiesChanged = Callable[[Session, SourceView, ReportCard, frozenset[str]], None]
 # Uses a secret_id up for the source and returns the property values it stands for (or raises the
 # ApiError that says why it cannot be used); the last argument is the request's properties.
 SecretRedeemer = Callable[[Session, Keyring, SourceView, ReportCard, str, Mapping[str, Any]], dict[str, Any]]
+# Called before a delete's write transaction, with none open (it may ask a provider to revoke).
+BeforeDelete = Callable[[Session, SourceView], object]
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class SourceHooks:
     # Where the properties would send connections, judged by the network rules (a refused literal
     # address, an absurd port: 422 before anything is stored).
     destinations: DestinationRule | None = None
+    # Before a source is deleted: revoke its tokens at the provider (outside any transaction).
+    before_delete: BeforeDelete | None = None
 
 
 @dataclass
@@ -333,10 +339,20 @@ def update_source(
     return updated
 
 
-def delete_source(session: Session, account_id: int, source_id: int) -> SourceView:
+def delete_source(session: Session, account_id: int, source_id: int,
+                  hooks: SourceHooks | None = None) -> SourceView:
+    """Delete softly: the row stays (names, plain properties, the audit trail), its credentials
+    and cached tokens are erased; ``hooks.before_delete`` runs first, with no transaction open."""
+    if hooks is not None and hooks.before_delete is not None:
+        with session.begin():
+            found = live_view(session, account_id, source_id, lock=False)  # 404 before anything is sent
+        hooks.before_delete(session, found)
     with begin_write(session):
         stored = live_view(session, account_id, source_id, lock=True)
         columns: dict[str, Any] = {"deleted_at": utcnow(), "version": stored.version + 1}
         _write_source_rows(session, stored, columns, None)
-        record_event(session, stored, "deleted")
-    return replace(stored, **columns)
+        connection = session.connection()
+        connection.execute(delete(_CREDENTIALS).where(_CREDENTIALS.c.source_id == stored.id))
+        connection.execute(delete(_TOKENS).where(_TOKENS.c.source_id == stored.id))
+        record_event(session, stored, "deleted", {"erased": sorted(stored.credential_names)})
+    return replace(stored, **columns, credential_names=frozenset())

@@ -262,3 +262,8 @@ def prune_history(app: Flask) -> int:
         session.execute(delete(WebhookEvent).where(
             WebhookEvent.occurred_at < cutoff, ~exists().where(WebhookDelivery.event_id == WebhookEvent.id)))
     return pruned
+
+
+def prune_history_job(app: Flask) -> dict[str, Any]:
+    """:func:`prune_history` as a periodic job."""
+    return {"pruned": prune_history(app)}

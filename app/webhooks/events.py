@@ -36,8 +36,9 @@ _TYPES = (
               description="The source reached its last step, fully_configured."),
     EventType("source.deleted", frozenset(), description="The source was deleted."),
     EventType("oauth.completed", frozenset({"source_type"}), needs_source=False,
-              description="An OAuth handshake finished; source_id is null when it was for a source "
-                          "not created yet (the secret_id went to the redirect_url)."),
+              description="An OAuth handshake finished: for a reconnect, with its source_id; for a "
+                          "source not created yet, with source_id null when the secret_id goes to the "
+                          "redirect_url, and again with the source_id when a source takes it."),
     EventType("token.refresh_failed", frozenset({"error", "transient"}),
               description="Refreshing the source's access token failed; transient says whether it "
                           "will be retried without the user."),

@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ..models import utcnow
+from ..wakeup import note_new_work
 from .events import event_data, subscribed
 from .models import PENDING, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -65,4 +66,5 @@ def emit(session: Session, account_id: int, event_type: str, data: Mapping[str, 
          "message_id": new_message_id(), "status": PENDING, "attempts": 0, "created_at": occurred_at,
          "window_started_at": occurred_at, "next_attempt_at": occurred_at}
         for endpoint_id in endpoints])
+    note_new_work(session)
     return event_id

@@ -20,6 +20,7 @@ from ..crypto import Keyring
 from ..db import begin_write
 from ..errors import ApiError, Conflict, Invalid, NotFound
 from ..models import Account
+from ..wakeup import note_new_work
 from . import WebhookRuntime
 from .events import ALL_EVENTS
 from .models import PENDING, SENDING, WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookSecret, rowcount
@@ -223,4 +224,5 @@ def redeliver(session: Session, runtime: WebhookRuntime, account_id: int, webhoo
         delivery.claim_token = None  # a late answer to an abandoned attempt is not recorded over this
         delivery.window_started_at = now
         delivery.next_attempt_at = now
+        note_new_work(session)
     return delivery, event

@@ -8,6 +8,7 @@ from .data_api import ApiFault, AuthScheme, DataApi, DataApiSettings, create_dat
 from .oauth_provider import (
     AUTHORIZE_PATH,
     RESOURCE_PATH,
+    REVOKE_PATH,
     TOKEN_PATH,
     OAuthProvider,
     ProviderSettings,
@@ -22,6 +23,7 @@ __all__ = [
     "AUTHORIZE_PATH",
     "HOOK_PATH",
     "RESOURCE_PATH",
+    "REVOKE_PATH",
     "TOKEN_PATH",
     "ApiFault",
     "AuthScheme",

@@ -37,6 +37,7 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Flask, Request, Response, json, request
 from werkzeug.datastructures import MultiDict
@@ -45,6 +46,7 @@ from .planted import plant
 
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKEN_PATH = "/oauth/token"
+REVOKE_PATH = "/oauth/revoke"  # RFC 7009
 RESOURCE_PATH = "/api/me"
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -109,6 +111,8 @@ class ProviderSettings:
     # How the token endpoint takes its parameters: "form" (RFC 6749), "json" (one JSON object, as
     # Square's ObtainToken does) or "any"; a request in another encoding gets 400 invalid_request.
     token_request_encoding: Literal["any", "form", "json"] = "any"
+    # A refresh token unused for longer than this is dead (Google: 6 months, Adobe Sign: 60 days).
+    refresh_token_idle_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ class IssuedToken(TokenMixin):
     access_token_expires_at: float
     access_token_revoked: bool = False
     refresh_token_revoked: bool = False
+    refresh_token_used_at: float = field(default_factory=time.time)  # issued or last exchanged
 
     def check_client(self, client: ClientMixin) -> bool:
         return client.get_client_id() == self.client_id
@@ -285,6 +290,8 @@ class OAuthProvider:
         self.last_token_request: TokenRequestRecord | None = None
         self.authorization_requests = 0
         self.last_authorization_request: dict[str, str] | None = None
+        # (token_type_hint, which token) of each RFC 7009 revocation that found its token.
+        self.revocations: list[tuple[str | None, str]] = []
         self._hung_released = threading.Event()
 
     @property
@@ -478,9 +485,33 @@ class OAuthProvider:
     def find_refresh_token(self, refresh_token: str) -> IssuedToken | None:
         with self.lock:
             issued = self._by_refresh_token.get(refresh_token)
+        idle = self.settings.refresh_token_idle_seconds
+        if issued and idle is not None and time.time() - issued.refresh_token_used_at > idle:
+            return None  # lapsed from disuse
         if issued and not issued.refresh_token_revoked:
             return issued
         return None
+
+    def idle_refresh_tokens(self, seconds: float) -> None:
+        """Let ``seconds`` of disuse pass for every refresh token (a test's clock for idleness)."""
+        with self.lock:
+            for issued in self._by_refresh_token.values():
+                issued.refresh_token_used_at -= seconds
+
+    def find_issued(self, token: str, hint: str | None) -> IssuedToken | None:
+        with self.lock:
+            if hint != "refresh_token" and token in self._by_access_token:
+                return self._by_access_token[token]
+            return self._by_refresh_token.get(token) or self._by_access_token.get(token)
+
+    def revoke_issued(self, issued: IssuedToken, token: str, hint: str | None) -> None:
+        """RFC 7009: revoking a refresh token revokes its grant's access token too."""
+        with self.lock:
+            which = "refresh_token" if token == issued.refresh_token else "access_token"
+            issued.access_token_revoked = True
+            if which == "refresh_token":
+                issued.refresh_token_revoked = True
+            self.revocations.append((hint, which))
 
     def revoke_refresh_token(self, refresh_token: str) -> None:
         with self.lock:
@@ -571,6 +602,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
 
     def issue_token(self, user: ResourceOwner, refresh_token: IssuedToken) -> dict[str, Any]:
         self.rotating = _provider_of(self.server).settings.rotate_refresh_tokens
+        refresh_token.refresh_token_used_at = time.time()
         return self.generate_token(
             user=user,
             scope=self.request.payload.scope or refresh_token.get_scope(),
@@ -580,6 +612,16 @@ class RefreshGrant(grants.RefreshTokenGrant):
     def revoke_old_credential(self, refresh_token: IssuedToken) -> None:
         if self.rotating and refresh_token.refresh_token:
             _provider_of(self.server).revoke_refresh_token(refresh_token.refresh_token)
+
+
+class TokenRevocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
+        return _provider_of(self.server).find_issued(token_string, token_type_hint)
+
+    def revoke_token(self, token: IssuedToken, request: OAuth2Request) -> None:
+        _provider_of(self.server).revoke_issued(token, request.form["token"], request.form.get("token_type_hint"))
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -649,6 +691,7 @@ class ProviderAuthorizationServer(AuthorizationServer):
         self.register_grant(CodeGrant, [S256CodeChallenge(provider)])
         self.register_grant(RefreshGrant)
         self.register_grant(ClientCredentialsGrant)
+        self.register_endpoint(TokenRevocation)
 
     def create_oauth2_request(self, req: Any) -> OAuth2Request:
         if request.is_json:
@@ -756,6 +799,11 @@ def create_oauth_provider(settings: ProviderSettings | None = None) -> Flask:
         if fault is TokenFault.COMMITTED_THEN_HANG:
             provider.hang(pending.delay if pending and pending.delay is not None else 30.0)
         return _reshape_token_response(response, fault, provider.settings)
+
+    @app.post(REVOKE_PATH)
+    def revoke() -> Response:
+        with provider.lock:
+            return server.create_endpoint_response(TokenRevocation.ENDPOINT_NAME)
 
     @app.get(RESOURCE_PATH)
     @require_oauth()
