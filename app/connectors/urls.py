@@ -1,5 +1,5 @@
 """URL templates of report cards (``api.base_url``, a request's ``url``/``path``, ``auth``'s
-``token_url`` and login URL, ``oauth``'s authorize and token URLs): each value a template puts in
+``token_url`` and login URL, ``oauth``'s authorize, token and revocation URLs): each value a template puts in
 a URL is escaped for the part of the URL it lands in, so a property value can never move a call —
 credential included — to a host, port, path or query the card did not name.
 
@@ -180,7 +180,7 @@ def url_templates(card: ReportCard) -> Iterator[str]:
         yield from (t for t in (auth.token_url, auth.login.url if auth.login else None,
                                 auth.login.path if auth.login else None) if t)
     if card.oauth is not None:
-        yield from (card.oauth.authorize_url, card.oauth.token_url)
+        yield from (t for t in (card.oauth.authorize_url, card.oauth.token_url, card.oauth.revocation_url) if t)
 
 
 def url_problems(card: ReportCard, properties: Mapping[str, Any]) -> list[Problem]:
