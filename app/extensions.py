@@ -72,7 +72,7 @@ class ConnectApi(Api):
 
 class CommonResponses(BasePlugin):
     """Adds to each operation the error statuses it shares with others (the module docstring), and
-    to every string of a request the NUL the service refuses (:func:`text_without_nul`)."""
+    to every string of its request the NUL the service refuses (:func:`text_without_nul`)."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -85,6 +85,7 @@ class CommonResponses(BasePlugin):
             for parameter in operation.get("parameters", []):
                 if isinstance(parameter, dict) and isinstance(parameter.get("schema"), dict):
                     text_without_nul(parameter["schema"])
+            self._request_schemas_without_nul(operation)
             responses = operation.setdefault("responses", {})
             if "default" in responses:
                 continue  # a pass-through (the proxy): the route says anything may come back
@@ -95,27 +96,38 @@ class CommonResponses(BasePlugin):
                     phrase = HTTPStatus(status)
                     responses[str(status)] = {**shape, "description": phrase.phrase} if shape else phrase.name
 
-    def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
-        # ``definition`` is the marshmallow plugin's conversion (apispec hands each plugin the last's).
-        return text_without_nul(definition)
+    def init_spec(self, spec: Any) -> None:
+        super().init_spec(spec)
+        self.spec = spec
+
+    def _request_schemas_without_nul(self, operation: Mapping[str, Any]) -> None:
+        """The request's schemas (bodies, and the components they name) refuse NUL; a response
+        schema is left as it is: an error quotes what was sent, NUL included."""
+        components = self.spec.components.schemas
+        for content in (operation.get("requestBody") or {}).get("content", {}).values():
+            text_without_nul(content.get("schema") or {}, components)
 
 
-def text_without_nul(schema: dict[str, Any]) -> dict[str, Any]:
-    """Every string of a schema refuses NUL, as app/request_checks.py does for every request (a
-    400): a string is ``pattern: ^[^\\x00]*$`` unless it already has an enum, pattern or format."""
+def text_without_nul(schema: dict[str, Any], components: Mapping[str, Any] | None = None,
+                     seen: set[str] | None = None) -> dict[str, Any]:
+    """Every string of a request schema refuses NUL, as app/request_checks.py does for every
+    request (a 400): ``pattern: ^[^\\x00]*$`` unless it already has an enum, pattern or format.
+    Components it names (``$ref``) are followed once each."""
+    seen = set() if seen is None else seen
+    reference = schema.get("$ref")
+    if isinstance(reference, str) and components is not None:
+        name = reference.rsplit("/", 1)[-1]
+        if name not in seen and isinstance(components.get(name), dict):
+            seen.add(name)
+            text_without_nul(components[name], components, seen)
+        return schema
     if schema.get("type") == "string" and not {"enum", "pattern", "format"} & set(schema):
         schema["pattern"] = NUL_FREE
-    for key in ("properties", "patternProperties"):
-        for child in (schema.get(key) or {}).values():
-            if isinstance(child, dict):
-                text_without_nul(child)
-    for key in ("items", "additionalProperties"):
-        if isinstance(schema.get(key), dict):
-            text_without_nul(schema[key])
-    for key in ("allOf", "anyOf", "oneOf"):
-        for child in schema.get(key) or []:
-            if isinstance(child, dict):
-                text_without_nul(child)
+    children = [*(schema.get("properties") or {}).values(), schema.get("items"), schema.get("additionalProperties"),
+                *schema.get("allOf", []), *schema.get("anyOf", []), *schema.get("oneOf", [])]
+    for child in children:
+        if isinstance(child, dict):
+            text_without_nul(child, components, seen)
     return schema
 
 
