@@ -27,6 +27,7 @@ from . import (
 from .config import default_database_url, settings_from_environment
 from .connect.service import purge_expired_sessions
 from .connectors import registry as connectors
+from .connectors.network import DestinationRefused, network_policy
 from .discovery.jobs import check_and_discover
 from .discovery.keepalive import RUN_EVERY as KEEPALIVE_EVERY
 from .discovery.keepalive import keep_tokens_alive
@@ -70,7 +71,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     crypto.init_app(app)
     secrets_store.verify_keys(app)  # a wrong or missing key stops start-up here
     connectors.init_app(app)  # after db and crypto: the network policy and one connector per kind
-    webhooks.init_app(app)
+    policy = network_policy(app)
+    # Deliveries go through the network policy's pinned session, endpoints are judged by its rules.
+    webhooks.init_app(app, http_session=policy.http_session,
+                      address_allowed=lambda address, port: policy.address_problem(address, port) is None,
+                      refused_errors=(DestinationRefused,))
     auth.init_app(app)
     ratelimit.init_app(app)  # after auth: it counts by g.principal
     request_checks.init_app(app)  # before the blueprints: it sets the <int:…> converter

@@ -207,6 +207,24 @@ def test_postgres_refusals_break_the_source_with_a_reason(app, client, account, 
     assert words in _broken_with(client, account, source_id, error_type)["message"]
 
 
+def test_a_postgres_user_that_may_no_longer_log_in_breaks_the_source(app, client, account, postgres_source):
+    """The grant taken back at the database (ALTER ROLE … NOLOGIN) is the user's to fix, not a
+    network problem to retry."""
+    source_id = checked_source(app, client, account, "platform.hp-postgres", pg_properties(postgres_source))
+    assert step(client, account, source_id) == "field_selection"
+    with pg_admin() as admin:
+        admin.execute(f'ALTER ROLE "{postgres_source.user}" NOLOGIN')
+    try:
+        assert client.post(f"/v4/sources/{source_id}/discover", headers=account.headers).status_code == 202
+        run_jobs(app)
+        check = last_check(client, account, source_id)
+        assert check["status"] == "failed" and check["error"]["type"] == "credentials_rejected", check
+        assert check["error"]["message"] == "the database user may not log in"
+    finally:
+        with pg_admin() as admin:
+            admin.execute(f'ALTER ROLE "{postgres_source.user}" LOGIN')
+
+
 def test_ssl_required_but_refused_by_mariadb(app, client, account, mariadb_source):
     source_id = checked_source(app, client, account, "platform.mariadb", mysql_properties(mariadb_source, ssl="true"))
     assert "does not support SSL" in _broken_with(client, account, source_id, "ssl_refused")["message"]

@@ -99,7 +99,8 @@ def test_source_types_list(client, account, app):
     ga = next(t for t in types if t["type"] == "platform.google-analytics")
     assert ga["steps"] == ["form", "oauth", "discover_schema", "field_selection", "fully_configured"]
     assert ga["managed_oauth"] is True
-    assert set(ga) == {"type", "display_name", "details", "upgrade_available", "steps", "managed_oauth"}
+    assert set(ga) == {"type", "display_name", "aliases", "details", "upgrade_available", "steps", "managed_oauth"}
+    assert ga["aliases"] == ["google-analytics"]
     postgres = next(t for t in types if t["type"] == "platform.postgres")
     assert postgres["upgrade_available"] == {"type": "platform.hp-postgres"}
 

@@ -35,7 +35,7 @@ from app.webhooks.models import UNFINISHED, WebhookDelivery, WebhookEvent, Webho
 from app.webhooks.outbox import emit
 from app.webhooks.schedule import FIRST_DELAY, JITTER, LONGEST_DELAY
 
-from .conftest import base_config, report_figure
+from .conftest import OPERATOR_TOKEN, base_config, report_figure
 from .live_service import ROOT, service_environment, stop, wait_for_file
 from .servers import HOOK_PATH, ReceiverFault, WebhookReceiver, create_webhook_receiver, serve
 from .test_bad_inputs import database_state
@@ -46,6 +46,8 @@ WINDOW = timedelta(hours=24)
 # A wait is counted from the attempt's start (last_attempt_at) but runs from its end: allow for
 # the attempt itself (at most the sender's timeout, and a loaded machine's pause).
 ATTEMPT_SLACK = SENDER_TIMEOUT + 2.0
+
+OPERATOR_HEADERS = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 # --- the clock, the app, the receiver ---------------------------------------------------------------
@@ -661,12 +663,52 @@ def test_bad_webhook_bodies_are_422_naming_the_field_and_change_nothing(hooks_ap
     assert database_state(hooks_app) == before
 
 
-def test_loopback_urls_are_refused_unless_the_operator_allows_them(client, account):
+def test_loopback_urls_are_refused_unless_the_operator_allows_them(make_app):
+    strict = make_app(ALLOWED_SOURCE_NETWORKS="")  # the default: no private range, no loopback
+    client = strict.test_client()
+    account = client.post("/v4/accounts", json={"name": "Strict"}, headers=OPERATOR_HEADERS).get_json()
+    headers = {"Authorization": f"Bearer {account['token']}"}
     for url in ("http://127.0.0.1:9/hook", "https://localhost/hook", "https://[::1]/hook"):
-        error = assert_error(client.post("/v4/webhooks", headers=account.headers, json={"url": url, "events": ["*"]}),
+        error = assert_error(client.post("/v4/webhooks", headers=headers, json={"url": url, "events": ["*"]}),
                              422, "invalid_url")
         assert error["details"] == [{"field": "url", "reason": "is on a loopback host, which this service does "
                                                                 "not deliver to"}]
+
+
+def test_endpoints_follow_the_same_network_rules_as_sources(make_app):
+    """CONNECT_ALLOWED_SOURCE_NETWORKS is the one rule: what it allows a source to reach, a webhook
+    may be sent to; metadata and link-local addresses never."""
+    client = make_app(ALLOWED_SOURCE_NETWORKS="10.0.0.0/8,127.0.0.0/8").test_client()
+    account = client.post("/v4/accounts", json={"name": "Private"}, headers=OPERATOR_HEADERS).get_json()
+    headers = {"Authorization": f"Bearer {account['token']}"}
+    for url in ("https://10.1.2.3/hook", "http://127.0.0.1:9/hook", "https://localhost/hook"):
+        response = client.post("/v4/webhooks", headers=headers, json={"url": url, "events": ["*"]})
+        assert response.status_code == 201, (url, response.get_json())
+    for url, reason in (("https://192.168.1.1/hook", "is a private or reserved address"),
+                        ("http://10.1.2.3/hook", "must use https"),
+                        ("https://169.254.169.254/latest", "is a link-local or cloud metadata address")):
+        error = assert_error(client.post("/v4/webhooks", headers=headers, json={"url": url, "events": ["*"]}),
+                             422, "invalid_url")
+        assert reason in error["details"][0]["reason"], (url, error)
+
+
+def test_deliveries_connect_through_the_network_policy(make_app, receiver):
+    """The URL passed at registration (the webhook flag lets loopback through there), but the
+    connection is the policy's: with loopback not allowed, nothing reaches the receiver and the
+    delivery fails for good, in the policy's words."""
+    app = make_app(ALLOWED_SOURCE_NETWORKS="", WEBHOOK_ALLOW_LOOPBACK=True)
+    client = app.test_client()
+    account = client.post("/v4/accounts", json={"name": "Pinned"}, headers=OPERATOR_HEADERS).get_json()
+    headers = {"Authorization": f"Bearer {account['token']}"}
+    response = client.post("/v4/webhooks", headers=headers, json={"url": receiver.url, "events": ["*"]})
+    assert response.status_code == 201, response.get_json()
+    emit_events(app, account["id"], created(61))
+    assert run_deliveries(app) == 1
+    delivery = client.get(f"/v4/webhooks/{response.get_json()['id']}/deliveries", headers=headers).get_json()["data"]
+    assert [d["status"] for d in delivery] == ["failed"]
+    assert delivery[0]["last_error"]["type"] == "url_refused"
+    assert "CONNECT_ALLOWED_SOURCE_NETWORKS" in delivery[0]["last_error"]["message"]
+    assert receiver.received == []
 
 
 def test_bad_rotation_update_and_listing_inputs(hooks_app, hooks, account, receiver):

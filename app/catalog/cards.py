@@ -126,6 +126,8 @@ class ReportCard:
         self.summary: dict[str, Any] = {
             "type": self.type,
             "display_name": self.display_name,
+            # The short names the Airbyte dialect takes as connector_type (hubspot, postgres …).
+            "aliases": list(self.aliases),
             "details": thaw(self.details),
             "upgrade_available": thaw(self.upgrade_available),
             "steps": [s.type for s in self.steps],

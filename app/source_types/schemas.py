@@ -48,6 +48,9 @@ class ReportCardSchema(Schema):
 class SourceTypeSummarySchema(Schema):
     type = fields.String(required=True)
     display_name = fields.String(required=True)
+    aliases = fields.List(fields.String(), required=True, metadata={
+        "description": "Short names the Airbyte dialect accepts for this type (connector_type, sourceType), "
+                       "any case."})
     details = fields.Dict(required=True)
     upgrade_available = fields.Dict(required=True, allow_none=True)
     steps = fields.List(fields.String(), required=True)

@@ -25,6 +25,7 @@ import requests
 from flask import Flask, current_app
 
 from ..models import utcnow
+from .urls import Address
 from .urls import url_problem as default_url_problem
 
 EXTENSION_KEY = "connect.webhooks"
@@ -32,6 +33,7 @@ EXTENSION_KEY = "connect.webhooks"
 Clock = Callable[[], datetime]
 HttpSessionFactory = Callable[[], requests.Session]
 UrlRule = Callable[[str], "str | None"]
+AddressRule = Callable[[Address, int], bool]
 
 
 @dataclass(frozen=True)
@@ -39,19 +41,36 @@ class WebhookRuntime:
     clock: Clock
     http_session: HttpSessionFactory
     url_problem: UrlRule
+    address_allowed: AddressRule | None
+    # What http_session raises for a connection the network policy refuses (a name that resolved
+    # to a refused address): the delivery fails for good, in the policy's words.
+    refused_errors: tuple[type[Exception], ...]
     timeout: float
     retry_window: timedelta
     retention: timedelta
 
 
 def init_app(app: Flask, *, clock: Clock | None = None, http_session: HttpSessionFactory | None = None,
-             url_problem: UrlRule | None = None) -> WebhookRuntime:
-    """Keep the webhooks' collaborators for ``app`` (calling it again replaces them)."""
+             url_problem: UrlRule | None = None, address_allowed: AddressRule | None = None,
+             refused_errors: tuple[type[Exception], ...] | None = None) -> WebhookRuntime:
+    """Keep the webhooks' collaborators for ``app``. Calling it again replaces those given and keeps
+    the others (a test swapping the clock keeps the network policy ``create_app`` installed).
+
+    ``create_app`` passes the network policy's pinned session as ``http_session`` and its verdict on
+    an address as ``address_allowed``: endpoints follow the same rules as every other outbound
+    connection (a private or loopback address only when ``CONNECT_ALLOWED_SOURCE_NETWORKS`` allows
+    it; metadata and link-local never; a name judged on the address it resolves to when sending)."""
+    previous: WebhookRuntime | None = app.extensions.get(EXTENSION_KEY)
+    if address_allowed is None and previous is not None:
+        address_allowed = previous.address_allowed
     runtime = WebhookRuntime(
-        clock=clock or utcnow,
-        http_session=http_session or requests.Session,
+        clock=clock or (previous.clock if previous else utcnow),
+        http_session=http_session or (previous.http_session if previous else requests.Session),
+        refused_errors=refused_errors if refused_errors is not None else (previous.refused_errors if previous else ()),
         url_problem=url_problem or partial(default_url_problem,
-                                           allow_loopback=bool(app.config.get("WEBHOOK_ALLOW_LOOPBACK"))),
+                                           allow_loopback=bool(app.config.get("WEBHOOK_ALLOW_LOOPBACK")),
+                                           address_allowed=address_allowed),
+        address_allowed=address_allowed,
         timeout=float(app.config.get("WEBHOOK_TIMEOUT") or 10.0),
         retry_window=timedelta(hours=float(app.config.get("WEBHOOK_RETRY_HOURS") or 24.0)),
         retention=timedelta(days=int(app.config.get("WEBHOOK_RETENTION_DAYS") or 30)),

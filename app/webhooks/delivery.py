@@ -185,7 +185,11 @@ def _attempt(runtime: WebhookRuntime, keyring: Keyring, claimed: Claimed) -> Out
                                      "message": "a signing secret is under a key this service does not have"})
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                **signed_headers(secrets, claimed.message_id, datetime.now(UTC), claimed.body)}
-    return send(runtime.http_session, runtime.timeout, claimed.url, claimed.body, headers)
+    try:
+        return send(runtime.http_session, runtime.timeout, claimed.url, claimed.body, headers)
+    except runtime.refused_errors as refused:
+        return Outcome(False, error={"type": "url_refused", "message": f"the webhook URL's host: {refused}"},
+                       final=True)
 
 
 def send(http_session: Callable[[], requests.Session], timeout: float, url: str, body: str,

@@ -17,9 +17,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 MAX_LENGTH = 2048
+PRIVATE_ADDRESS = "is a private or reserved address"
 LOOPBACK_NAMES = frozenset({"localhost"})
 # Names of cloud metadata services (their addresses are link-local, refused as literals below).
 METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
@@ -32,8 +34,11 @@ _ALLOWED_CHARACTERS = re.compile(r"^[\x21-\x5b\x5d-\x7e]+$")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def url_problem(url: str, *, allow_loopback: bool = False) -> str | None:
-    """Why ``url`` cannot be a webhook endpoint, or None when it can."""
+def url_problem(url: str, *, allow_loopback: bool = False,
+                address_allowed: Callable[[Address, int], bool] | None = None) -> str | None:
+    """Why ``url`` cannot be a webhook endpoint, or None when it can. ``address_allowed`` is the
+    operator's network policy (``CONNECT_ALLOWED_SOURCE_NETWORKS``): a literal private or loopback
+    address it allows is allowed here too (metadata and link-local addresses it never allows)."""
     if len(url) > MAX_LENGTH:
         return f"longer than {MAX_LENGTH} characters"
     if not _ALLOWED_CHARACTERS.match(url):
@@ -52,21 +57,23 @@ def url_problem(url: str, *, allow_loopback: bool = False) -> str | None:
         return "has no host"
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         return "must not carry user information ('user@host')"
-    return _host_problem(parts.hostname.lower().rstrip("."), scheme, allow_loopback)
+    port = parts.port or (443 if scheme == "https" else 80)
+    allowed = (lambda address: address_allowed(address, port)) if address_allowed else (lambda address: False)
+    return _host_problem(parts.hostname.lower().rstrip("."), scheme, allow_loopback, allowed)
 
 
-def _host_problem(host: str, scheme: str, allow_loopback: bool) -> str | None:
+def _host_problem(host: str, scheme: str, allow_loopback: bool, allowed: Callable[[Address], bool]) -> str | None:
     address = _literal_address(host)
     if isinstance(address, str):
         return address
     loopback = address.is_loopback if address is not None else _is_loopback_name(host)
     if loopback:
-        if not allow_loopback:
+        if not (allow_loopback or allowed(address or ipaddress.ip_address("127.0.0.1"))):
             return "is on a loopback host, which this service does not deliver to"
         return None  # http allowed here: the traffic never leaves the machine
     if address is not None:
         problem = _address_problem(address)
-        if problem:
+        if problem and not (problem == PRIVATE_ADDRESS and allowed(address)):
             return problem
     elif host in METADATA_NAMES:
         return "is a cloud metadata service"
@@ -101,5 +108,5 @@ def _address_problem(address: Address) -> str | None:
         return "is a link-local or cloud metadata address"
     # is_global is False for private, shared (100.64/10), documentation and reserved ranges alike.
     if not address.is_global or address.is_multicast:
-        return "is a private or reserved address"
+        return PRIVATE_ADDRESS
     return None

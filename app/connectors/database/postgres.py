@@ -182,6 +182,9 @@ _FAILURES: tuple[tuple[str, str, str, str], ...] = (
     ("password authentication failed", "credentials_rejected", "user",
      "the database refused the user name or password"),
     ("does not exist", "unknown_database_or_user", "user", ""),
+    # A role that may not log in (NOLOGIN, or its VALID UNTIL passed): the grant was taken back.
+    ("is not permitted to log in", "credentials_rejected", "user", "the database user may not log in"),
+    ("password is expired", "credentials_rejected", "user", "the database user's password has expired"),
     ("no pg_hba.conf entry", "connection_not_allowed", "user",
      "the database server does not accept connections from this service for that user and database "
      "(pg_hba.conf)"),
