@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, select
 
 from . import db
 from .errors import AccessDenied, Unauthorized
+from .extensions import REFUSES_SOME_CALLERS
 from .models import AccountToken
 from .paths import is_api_path
 
@@ -249,6 +250,7 @@ def operator_only(view: F) -> F:
             raise AccessDenied("this call needs the operator token")
         return view(*args, **kwargs)
 
+    setattr(wrapper, REFUSES_SOME_CALLERS, True)  # its operations document 403 (app/extensions.py)
     return wrapper  # type: ignore[return-value]
 
 
@@ -258,6 +260,7 @@ def account_only(view: F) -> F:
         current_account_id()
         return view(*args, **kwargs)
 
+    setattr(wrapper, REFUSES_SOME_CALLERS, True)
     return wrapper  # type: ignore[return-value]
 
 

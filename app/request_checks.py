@@ -29,7 +29,7 @@ from typing import Any
 
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import IntegerConverter, Map
+from werkzeug.routing import BaseConverter, IntegerConverter, Map
 
 from .errors import ApiError
 from .paths import is_api_path
@@ -51,6 +51,23 @@ class IdConverter(IntegerConverter):
     def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = 1, max: int | None = MAX_ID,
                  signed: bool = False) -> None:
         super().__init__(map, fixed_digits, min, max, signed)
+
+
+class SourceTypeConverter(BaseConverter):
+    """``<source_type:name>``: a source type in a path, never the name of a sibling route.
+
+    ``/v4/oauth/credentials/<source_type>`` would also match ``/v4/oauth/credentials/spec``; the
+    static route wins a GET, but werkzeug would still count the dynamic rule for an ``OPTIONS`` or a
+    405's ``Allow`` (and list its DELETE). A reserved word does not match the converter's pattern,
+    so the rule is not counted (werkzeug counts a rule's methods as soon as its pattern matches,
+    before ``to_python`` could refuse the value)."""
+
+    RESERVED = frozenset({"spec"})
+    regex = "(?!(?:" + "|".join(sorted(RESERVED)) + ")$)[^/]+"
+
+    def openapi_schema(self) -> dict[str, Any]:
+        """Its path parameter in the OpenAPI document (app/extensions.py registers it)."""
+        return {"type": "string", "minLength": 1, "not": {"enum": sorted(self.RESERVED)}}
 
 
 class _Refused(Exception):
@@ -198,5 +215,6 @@ def check_request_body() -> None:
 def init_app(app: Flask) -> None:
     # Before any blueprint is registered: rules bind their converter when they are added.
     app.url_map.converters["int"] = IdConverter
+    app.url_map.converters["source_type"] = SourceTypeConverter
     app.before_request(check_request_line)
     app.before_request(check_request_body)

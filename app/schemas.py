@@ -45,13 +45,26 @@ class TextInteger(fields.Integer):
         return super()._validated(value)
 
 
-def display_text(value: str) -> None:
-    """Names people read: no control characters (newlines, escapes) and no bidi overrides."""
-    if any(unicodedata.category(character) == "Cc" for character in value):
-        raise ValidationError("must not contain control characters")
-    if _BIDI_CONTROLS.search(value):
-        raise ValidationError("must not contain bidirectional override characters (U+202A-U+202E, "
-                              "U+2066-U+2069)")
+class _DisplayText(validate.Regexp):
+    """Names people read: no control characters (newlines, escapes) and no bidi overrides.
+
+    A ``Regexp`` so that the OpenAPI document carries the same rule as a ``pattern`` (apispec
+    reads it), with a message per reason."""
+
+    def __init__(self) -> None:
+        # Unicode's Cc category is exactly U+0000-U+001F and U+007F-U+009F.
+        super().__init__(r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$")
+
+    def __call__(self, value: str) -> str:  # type: ignore[override]
+        if any(unicodedata.category(character) == "Cc" for character in value):
+            raise ValidationError("must not contain control characters")
+        if _BIDI_CONTROLS.search(value):
+            raise ValidationError("must not contain bidirectional override characters (U+202A-U+202E, "
+                                  "U+2066-U+2069)")
+        return value
+
+
+display_text = _DisplayText()
 
 
 def utc_representable(value: datetime) -> None:

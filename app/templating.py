@@ -17,6 +17,11 @@ from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# Every ``{{ … }}`` output fenced by two private-use characters, so the caller can tell the card's
+# own text from the values put in it (app/connectors/urls.py escapes each for its place in a URL).
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_marked_environment = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, finalize=lambda value: f"{_OPEN}{value}{_CLOSE}")
 
 
 class TemplateProblem(Exception):
@@ -38,6 +43,33 @@ def absent(name: str) -> Absent:
 @lru_cache(maxsize=4096)
 def _compile(source: str):  # type: ignore[no-untyped-def]
     return _environment.from_string(source)
+
+
+@lru_cache(maxsize=1024)
+def _compile_marked(source: str):  # type: ignore[no-untyped-def]
+    return _marked_environment.from_string(source)
+
+
+def render_marked(source: str, context: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """``source`` rendered as pieces ``(text, is_value)``: the template's own text, and each
+    ``{{ … }}`` output apart (``is_value``), in order. A value holding a fence character is a
+    :class:`TemplateProblem` (the fences are private-use characters no URL or name needs)."""
+    if not is_template(source):
+        return [(source, False)]
+    try:
+        text = _compile_marked(source).render(**context)
+    except TemplateError as error:
+        raise TemplateProblem(str(error)) from None
+    pieces: list[tuple[str, bool]] = []
+    for i, chunk in enumerate(text.split(_OPEN)):
+        if i == 0:
+            pieces.append((chunk, False))
+            continue
+        value, fence, rest = chunk.partition(_CLOSE)
+        if not fence or _CLOSE in rest:
+            raise TemplateProblem("a value holds a private-use character (U+E000 or U+E001)")
+        pieces += [(value, True), (rest, False)]
+    return [piece for piece in pieces if piece[0] or piece[1]]
 
 
 def is_template(value: str) -> bool:

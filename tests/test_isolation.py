@@ -173,7 +173,7 @@ MATRIX: dict[tuple[str, str], list[Attempt]] = {
         # Sets my own override for the same type; theirs stays as it was.
         Attempt("/v4/oauth/credentials", {"source_type": OVERRIDE_TYPE, "configuration": {
             "client_id": "my-client", "client_secret": "my-secret"}}, status=200)],
-    ("/v4/oauth/credentials/<string:source_type>", "DELETE"): [
+    ("/v4/oauth/credentials/<source_type:source_type>", "DELETE"): [
         their("/v4/oauth/credentials/" + OVERRIDE_TYPE)],
     ("/v4/connect/sessions", "POST"): [
         their("/v4/connect/sessions", "source_id", source_id="{their_source}", redirect_url=REDIRECT)],

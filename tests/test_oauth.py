@@ -686,10 +686,11 @@ def test_reconnect_keeps_the_sources_own_oauth_app(connect, account, operator_ap
     assert provider.last_token_request.form["client_secret"] == own_secret
 
 
-def test_reconnect_checks_the_sources_stored_inputs_too(connect, account, operator_app) -> None:
-    source = create_source(connect, account, "80@evil.example", None).get_json()
-    error = assert_error(initiate(connect, account, None, source_id=source["id"]), 422, "invalid_input")
-    assert error["details"][0]["field"] == "oauth_input_configuration.provider_port"
+def test_a_source_cannot_store_an_input_its_oauth_urls_refuse(connect, account, operator_app) -> None:
+    # The authorize and token URLs are judged when the value is saved (app/connectors/urls.py), so a
+    # reconnect never finds such a value stored.
+    error = assert_error(create_source(connect, account, "80@evil.example", None), 422, "invalid_properties")
+    assert error["details"][0]["field"] == "properties.provider_port"
 
 
 def test_reconnect_of_a_source_that_is_not_the_accounts_is_404(connect, account, new_account, operator_app,

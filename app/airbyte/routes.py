@@ -55,10 +55,11 @@ PUBLIC_OAUTH_APP_NAMES = {"source_type": "name"}
 
 def airbyte_errors(*statuses: int) -> dict[str, Any]:
     """The OpenAPI responses of the errors a view answers with, in Airbyte's shape (this also
-    replaces flask-smorest's own 422 and default, which document the Stitch dialect's)."""
+    replaces flask-smorest's own 422, which documents the Stitch dialect's). The statuses every
+    route shares are added in this shape by app/extensions.py; there is no catch-all ``default``."""
     error = {"description": "An error, in Airbyte's shape.",
              "content": {"application/json": {"schema": AirbyteErrorSchema}}}
-    return {"responses": {str(status): error for status in (*statuses, 422)} | {"default": error}}
+    return {"responses": {str(status): error for status in (*statuses, 422)}}
 
 
 # -- embedded API ---------------------------------------------------------------------------------

@@ -26,6 +26,11 @@ from ..models import Source
 from ..sources.credentials import decrypted_properties
 from ..templating import TemplateProblem, absent, render
 from .errors import AuthConfigurationError
+from .urls import UrlValueRefused, render_url
+
+# The fields of card sections that hold a URL or a part of one: rendered with each value escaped
+# for its place in the URL (app/connectors/urls.py).
+URL_FIELDS = frozenset({"base_url", "url", "path", "token_url", "authorize_url"})
 
 
 def template_context(keyring: Keyring, source: Source, card: ReportCard) -> dict[str, Any]:
@@ -56,16 +61,31 @@ def rendered(section: Section, context: Mapping[str, Any], where: str) -> Sectio
     """
     try:
         return cast(Section, _rendered(section, context))
-    except TemplateProblem as error:
+    except (TemplateProblem, UrlValueRefused) as error:
+        raise AuthConfigurationError(f"{where}: {error}") from None
+
+
+def rendered_url(template: str, context: Mapping[str, Any], where: str) -> str:
+    """A URL template of a card rendered (app/connectors/urls.py), errors as for :func:`rendered`."""
+    try:
+        return render_url(template, context)
+    except (TemplateProblem, UrlValueRefused) as error:
         raise AuthConfigurationError(f"{where}: {error}") from None
 
 
 def _rendered(value: Any, context: Mapping[str, Any]) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{field.name: _rendered(getattr(value, field.name), context)
+        return dataclasses.replace(value, **{field.name: _rendered_field(field.name, getattr(value, field.name),
+                                                                         context)
                                              for field in dataclasses.fields(value)})
     if isinstance(value, Mapping):
         return {key: _rendered(item, context) for key, item in value.items()}
     if isinstance(value, tuple | list):
         return tuple(_rendered(item, context) for item in value)
     return render(value, context)
+
+
+def _rendered_field(name: str, value: Any, context: Mapping[str, Any]) -> Any:
+    if name in URL_FIELDS and isinstance(value, str):
+        return render_url(value, context)
+    return _rendered(value, context)

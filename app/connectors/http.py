@@ -36,7 +36,7 @@ from ..catalog.sections import AuthSection, RequestSpec
 from ..crypto import Keyring
 from ..models import Source
 from .authenticators import Authenticator, TokenAuth, static_authenticator, token_injection
-from .context import rendered, template_context
+from .context import rendered, rendered_url, template_context
 from .errors import AuthConfigurationError, ResponseTooLarge
 from .network import network_policy
 from .tokens import TokenSettings, TokenStore
@@ -97,7 +97,7 @@ def request_arguments(card: ReportCard, request: RequestSpec, context: Mapping[s
     spec = rendered(replace(request, auth=None), context, where)  # its own auth is rendered apart
     url = spec.url
     if not url:
-        base_url = rendered(api.base_url, context, f"{where}.base_url")
+        base_url = rendered_url(api.base_url, context, f"{where}.base_url")
         url = base_url.rstrip("/") + "/" + spec.path.lstrip("/")
     headers = {**rendered(api.headers, context, f"{where}.headers"), **spec.headers}
     arguments: dict[str, Any] = {

@@ -36,14 +36,15 @@ from ..catalog.sections import ApiSection, RequestSpec, StreamSpec
 from ..crypto import Keyring
 from ..errors import Problem
 from ..models import utcnow
-from ..templating import TemplateProblem, render
+from ..templating import TemplateProblem
 from . import http_records
 from .base import Availability, ConnectorFailure, DiscoveredStream, RecordPage, RecordQuery, SourceTarget
-from .context import context_of, rendered
+from .context import context_of, rendered_url
 from .errors import AuthConfigurationError, CredentialsRejected, ResponseTooLarge, TokenUnavailable
 from .http import Verbatim, kept_session, send_rendered_request
 from .network import DestinationRefused
 from .tokens import TokenSettings
+from .urls import render_url
 
 UNSUPPORTED_STATUSES = (403, 404)
 _PROPERTY_REFERENCE = re.compile(r"properties\.([A-Za-z_][A-Za-z0-9_$]*)")
@@ -239,7 +240,7 @@ class HttpConnector:
 
     def _base_url(self, card: ReportCard, context: Mapping[str, Any]) -> str:
         with _as_connector_failures():
-            return rendered(self._api(card).base_url, context, f"{card.type}: api.base_url")
+            return rendered_url(self._api(card).base_url, context, f"{card.type}: api.base_url")
 
     def _deadline(self, card: ReportCard) -> float:
         return (card.api.timeout_seconds if card.api else None) or self.settings.http_timeout
@@ -252,10 +253,10 @@ class HttpConnector:
         base_url = card.api.base_url
         plain = {name: value for name, value in properties.items() if isinstance(value, str | int | float)}
         try:
-            parts = urlsplit(render(base_url, {"properties": plain, "account": {"id": 0},
-                                               "source": {"id": 0, "name": ""}}))
+            parts = urlsplit(render_url(base_url, {"properties": plain, "account": {"id": 0},
+                                                   "source": {"id": 0, "name": ""}}))
             host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-        except (TemplateProblem, ValueError):
+        except (TemplateProblem, ValueError):  # UrlValueRefused too: Connectors.destination_problems names it
             return []
         problem = self.settings.network.literal_problem(host, port) if host else None
         if problem is None:

@@ -25,6 +25,7 @@ from .network import init_app as init_network
 from .singer.connector import AddressCheck, SingerConnector
 from .singer.rotation import RotatedProperties
 from .tokens import TokenSettings
+from .urls import url_problems
 
 EXTENSION_KEY = "connect.connectors"
 NOT_CHECKABLE = "this source type cannot be checked by this deployment yet"
@@ -57,6 +58,10 @@ class Connectors:
         return connector.availability(card)
 
     def destination_problems(self, card: ReportCard, properties: Mapping[str, Any]) -> list[Problem]:
+        # URL templates first: a value they refuse never reaches a connector's own judgement.
+        refused = url_problems(card, properties)
+        if refused:
+            return refused
         connector = self.for_card(card)
         if isinstance(connector, ChecksDestinations):
             return connector.destination_problems(card, properties)

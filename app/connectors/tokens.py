@@ -121,7 +121,7 @@ from ..models import Source, SourceCredential, utcnow
 from ..sources.credentials import open_credential
 from ..sources.events import record_event
 from .authenticators import IssuedToken, OAuth2Grant, SessionLogin
-from .context import rendered, template_context
+from .context import rendered, rendered_url, template_context
 from .errors import AuthConfigurationError, CredentialsRejected, TokenRequestError, TokenUnavailable
 from .models import ACCESS_TOKEN, NO_TOKEN, SESSION_TOKEN, SourceToken, token_associated_data
 from .network import NetworkPolicy
@@ -702,7 +702,7 @@ class TokenStore:
     def _base_url(self, context: Mapping[str, Any]) -> str | None:
         if self.card.api is None:
             return None
-        return rendered(self.card.api.base_url, context, f"{self.card.type}: api.base_url")
+        return rendered_url(self.card.api.base_url, context, f"{self.card.type}: api.base_url")
 
     def _log_in_uncached(self) -> str:
         """A session token for this call only (no ``expiration``): nothing is cached or locked, and

@@ -43,6 +43,7 @@ from .. import redaction
 from ..catalog import Catalog
 from ..catalog.cards import ReportCard
 from ..connectors.network import DestinationRefused, network_policy
+from ..connectors.urls import UrlValueRefused, refused_property, render_url
 from ..crypto import Keyring
 from ..crypto import Sealed as SealedValue
 from ..db import affected_rows, begin_write, get_db
@@ -53,7 +54,7 @@ from ..sources.events import record_event
 from ..sources.queries import SourceView
 from ..sources.rules import changes_immutable, schema_reason
 from ..sources.writes import SourceChange, SourceHooks, update_source
-from ..templating import TemplateProblem, render
+from ..templating import TemplateProblem
 from ..webhooks.outbox import emit
 from .apps import ClientCredentials, oauth_card, oauth_section, resolve_app
 from .models import OAuthSecret, OAuthState
@@ -156,10 +157,13 @@ def _handshake_urls(card: ReportCard, inputs: Mapping[str, Any]) -> tuple[str, s
     urls = []
     for key, template in (("authorize_url", oauth.authorize_url), ("token_url", oauth.token_url)):
         try:
-            url = render(template, {"properties": dict(inputs)})
+            url = render_url(template, {"properties": dict(inputs)})
         except TemplateProblem as error:
             raise _invalid(f"a value the {key} needs is missing ({error})",
                            "oauth_input_configuration", "missing_input") from None
+        except UrlValueRefused as refused:
+            raise _invalid(str(refused), f"oauth_input_configuration.{refused_property(refused, inputs)}",
+                           "invalid_input") from None
         problem = _provider_url_problem(url)
         if problem:
             raise _invalid(f"renders to a URL that {problem}", "oauth_input_configuration", "invalid_input")

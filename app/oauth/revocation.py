@@ -27,11 +27,12 @@ from sqlalchemy.orm import Session
 from ..catalog import get_catalog
 from ..catalog.sections import OAuthSection
 from ..connectors.network import DestinationRefused, network_policy
+from ..connectors.urls import UrlValueRefused, render_url
 from ..crypto import get_keyring
 from ..models import Source
 from ..sources.credentials import decrypted_properties
 from ..sources.queries import SourceView
-from ..templating import TemplateProblem, render
+from ..templating import TemplateProblem
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,11 @@ def revoke_source_tokens(session: Session, source: SourceView) -> bool:
     if token is None:
         return False
     try:
-        url = str(render(oauth.revocation_url, {"properties": properties}))
+        # Each value escaped for its place in the URL (app/connectors/urls.py): the token goes
+        # only where the card says.
+        url = render_url(oauth.revocation_url, {"properties": properties})
         return _send(oauth, url, token, hint, properties, source.id)
-    except TemplateProblem:
+    except (TemplateProblem, UrlValueRefused):
         log.warning("revocation URL cannot be rendered", extra={"source_id": source.id, "source_type": source.type})
         return False
 

@@ -93,10 +93,12 @@ class CredentialsSpec(MethodView):
         return apps.configuration_spec(card, handshake.callback_url(current_app.config["PUBLIC_URL"]))
 
 
-@blueprint.route("/credentials/<string:source_type>")
+@blueprint.route("/credentials/<source_type:source_type>")
 class CredentialsByType(MethodView):
     @blueprint.response(204)
     @blueprint.alt_response(404, schema=ApiErrorSchema)
+    @blueprint.alt_response(405, schema=ApiErrorSchema, description="source_type 'spec': that path is "
+                            "GET /v4/oauth/credentials/spec")
     def delete(self, source_type: str) -> None:
         """Remove the caller's app for the type (sources keep the credentials they already have)."""
         apps.delete_app(db.session(), current_principal(), source_type)
