@@ -222,5 +222,7 @@ def generated_cards(folder: Path, count: int = 1000) -> Path:
         document = json.loads(shipped[number % len(shipped)].read_text())
         document["type"] = f"bench.generated-{number:04d}"
         document["display_name"] = f"{document['display_name']} (copy {number})"
+        # Aliases are unique across the catalog: each copy gets its own (so loading checks as many).
+        document["aliases"] = [f"{alias}-copy-{number}" for alias in document.get("aliases") or ()]
         (folder / f"bench.generated-{number:04d}.json").write_text(json.dumps(document, indent=2))
     return folder
