@@ -986,7 +986,8 @@ def write_cards(cards: list[dict[str, Any]], out_dir: Path) -> None:
 # --- Property texts, the connect page's form layout, Stitch fidelity (issue 19) -----------------
 # Data in scripts/card_docs/: properties.json (title and description by property name),
 # types.json (per type: docs_url, texts that differ), layout.json (groups, order, labels of
-# closed lists, hidden properties). Decisions:
+# closed lists, hidden properties), stitch_docs.json (Stitch's setup guide per type, extracted
+# from stitchdata/docs by card_docs/extract_stitch_docs.py). Decisions:
 # * title and description go into each property's json_schema as standard JSON Schema
 #   annotations: served to API clients, ignored by validators, usable by integrators' own forms.
 #   A null json_schema ("any string") becomes {"type": "string", title, description}.
@@ -1003,8 +1004,8 @@ FORM_PROPERTY_TYPES = ("user_provided", "user_provided_immutable", "user_provide
 
 
 def load_card_docs(folder: Path = CARD_DOCS) -> dict[str, Any]:
-    """The three data files, without their _about notes."""
-    docs = {name: load_json(folder / f"{name}.json") for name in ("properties", "types", "layout")}
+    """The data files, without their _about notes."""
+    docs = {name: load_json(folder / f"{name}.json") for name in ("properties", "types", "layout", "stitch_docs")}
     for value in docs.values():
         value.pop("_about", None)
     return docs
@@ -1086,7 +1087,8 @@ def form_layout(card: dict[str, Any], entry: dict[str, Any], docs: dict[str, Any
     hidden_here = sorted(hidden & names)
     if hidden_here:
         section["hidden"] = hidden_here
-    docs_url = (docs["types"].get(card["type"]) or {}).get("docs_url")
+    # The provider's own guide where types.json names one, else Stitch's page for the type.
+    docs_url = (docs["types"].get(card["type"]) or {}).get("docs_url") or docs["stitch_docs"].get(card["type"])
     if docs_url:
         section["docs_url"] = docs_url
     return section

@@ -112,6 +112,27 @@ def broken_cases():
     ]
 
 
+def test_the_compiled_and_the_python_validators_agree_on_every_card():
+    """The loader trusts jsonschema-rs's "valid" to skip the Python walk: both must say the same of
+    every shipped and test card, and of broken ones (section typos are the sections' own check)."""
+    from jsonschema import Draft202012Validator
+
+    from app.catalog.loader import SCHEMA_PATH, _compiled_file_validator
+
+    python = Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    documents = [json.loads(path.read_text()) for folder in (DEFAULT_REPORT_CARDS, TEST_CARDS)
+                 for path in sorted(folder.glob("*.json"))]
+    for _, mutate, _, _ in broken_cases():
+        document = ga_document()
+        mutate(document)
+        documents.append(document)
+    for extra in ({"aliases": "hubspot"}, {"connector": 7}, {"oauth": []}, {"unknown_section": {}}):
+        documents.append({**ga_document(), **extra})
+    verdicts = [(_compiled_file_validator().is_valid(d), python.is_valid(d)) for d in documents]
+    assert [i for i, (fast, slow) in enumerate(verdicts) if fast != slow] == []
+    assert any(not fast for fast, _ in verdicts) and sum(fast for fast, _ in verdicts) >= 186
+
+
 @pytest.mark.parametrize(("label", "mutate", "json_path", "reason"), broken_cases(),
                          ids=[c[0] for c in broken_cases()])
 def test_a_broken_card_is_refused_with_file_path_and_reason(tmp_path, label, mutate, json_path, reason):
