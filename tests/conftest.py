@@ -41,6 +41,7 @@ from app.logs import JsonFormatter, RequestIdFilter
 from app.migrations import upgrade
 from app.models import Base, load_all_models
 
+from .servers import HOOK_PATH, WebhookReceiver, create_webhook_receiver, serve
 from .servers.planted import MIN_LENGTH, plant, planted_values
 
 load_all_models()
@@ -449,3 +450,13 @@ def new_account(client: FlaskClient, operator: dict[str, str]):
 @pytest.fixture()
 def account(new_account) -> AccountHandle:
     return new_account("Acme")
+
+
+@pytest.fixture()
+def receiver() -> Iterator[WebhookReceiver]:
+    """A Standard Webhooks receiver on 127.0.0.1 (tests/servers/webhook_receiver.py): it verifies
+    each delivery with the secrets it is told to trust and can fail on demand."""
+    state = WebhookReceiver()
+    with serve(create_webhook_receiver(state)) as base_url:
+        state.url = base_url + HOOK_PATH
+        yield state

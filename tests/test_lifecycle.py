@@ -36,7 +36,7 @@ from app.wiring import services
 
 from .conftest import report_figure
 from .connectors_support import create_source, running_data_api
-from .servers import HOOK_PATH, WebhookReceiver, create_webhook_receiver, serve
+from .servers import WebhookReceiver
 from .source_databases import SourceDatabase, pg_admin, postgres_source  # noqa: F401
 from .test_database_sources import pg_properties, select_stream
 
@@ -46,14 +46,6 @@ SHIPPED_TYPE = "platform.hp-postgres"
 @pytest.fixture()
 def hooks_app(make_app) -> Flask:  # type: ignore[no-untyped-def]
     return make_app(WEBHOOK_ALLOW_LOOPBACK=True, WEBHOOK_TIMEOUT=2.0, RECHECK_HOURS=1.0)
-
-
-@pytest.fixture()
-def receiver() -> Iterator[WebhookReceiver]:
-    state = WebhookReceiver()
-    with serve(create_webhook_receiver(state)) as base_url:
-        state.url = base_url + HOOK_PATH
-        yield state
 
 
 def register(client, account, receiver: WebhookReceiver, events: tuple[str, ...] = ("*",)) -> int:  # type: ignore[no-untyped-def]

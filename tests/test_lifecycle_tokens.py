@@ -6,10 +6,8 @@ and revocation (RFC 7009) on delete."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from flask import Flask
 from sqlalchemy import select
 
@@ -30,7 +28,7 @@ from .connectors_support import (  # noqa: F401  (fixtures)
     stored_properties,
     token_row,
 )
-from .servers import HOOK_PATH, TokenFault, WebhookReceiver, create_webhook_receiver, serve
+from .servers import TokenFault
 from .test_lifecycle import kinds, make_checks_old, make_rechecks_due, register, work
 from .test_oauth import TYPE as OAUTH_TYPE
 from .test_oauth import connect, connect_app, operator_app, provider, provider_app, provider_port  # noqa: F401
@@ -40,14 +38,6 @@ from .test_oauth import secret_id_of as oauth_secret_id_of
 REFRESHING = "test.oauth2-refresh"
 REVOCABLE = "test.oauth-revocable"
 IDLE_LIMIT = 3600.0  # the provider's: a refresh token unused for an hour lapses (Google: 6 months)
-
-
-@pytest.fixture()
-def receiver() -> Iterator[WebhookReceiver]:
-    state = WebhookReceiver()
-    with serve(create_webhook_receiver(state)) as base_url:
-        state.url = base_url + HOOK_PATH
-        yield state
 
 
 def periodic_app(make_app, **config: object) -> Flask:  # type: ignore[no-untyped-def]

@@ -37,7 +37,7 @@ from app.webhooks.schedule import FIRST_DELAY, JITTER, LONGEST_DELAY
 
 from .conftest import OPERATOR_TOKEN, base_config, report_figure
 from .live_service import ROOT, service_environment, stop, wait_for_file
-from .servers import HOOK_PATH, ReceiverFault, WebhookReceiver, create_webhook_receiver, serve
+from .servers import ReceiverFault
 from .test_bad_inputs import database_state
 from .test_service_basics import assert_error
 
@@ -95,14 +95,6 @@ def hooks_app(loopback_app: Flask, clock: OffsetClock) -> Flask:
 @pytest.fixture()
 def hooks(hooks_app: Flask):  # type: ignore[no-untyped-def]
     return hooks_app.test_client()
-
-
-@pytest.fixture()
-def receiver() -> Iterator[WebhookReceiver]:
-    state = WebhookReceiver()
-    with serve(create_webhook_receiver(state)) as base_url:
-        state.url = base_url + HOOK_PATH
-        yield state
 
 
 # --- helpers -------------------------------------------------------------------------------------
