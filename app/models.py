@@ -127,6 +127,12 @@ class Source(Base):
     paused_at: Mapped[datetime | None]
     system_paused_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    # What the webhooks last said about the source's step and setup state (both derived, never
+    # stored as facts): app/sources/lifecycle.py compares the state after a change with these.
+    # A null announced_state: nothing announced yet. On the source's row, because every write
+    # that can move them already holds its lock (so two cannot both announce the same move).
+    announced_step: Mapped[str | None] = mapped_column(String(50))
+    announced_state: Mapped[str | None] = mapped_column(String(20))
 
     credentials: Mapped[list[SourceCredential]] = relationship(
         back_populates="source", cascade="all, delete-orphan", lazy="selectin")

@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,8 +329,9 @@ def _postgres_url_with_schema(url: str, schema: str) -> str:
     return parsed.set(query=query).render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def _empty_database(tmp_path: Path) -> Iterator[str]:
+    """A new, empty database on the suite's server: a schema of its own on PostgreSQL, a file on SQLite."""
     configured = os.environ.get("CONNECT_DATABASE_URL", "")
     if configured.startswith("postgresql"):
         schema = f"test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -343,7 +345,20 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin.dispose()
     else:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'connect.db'}"
+        yield f"sqlite:///{tmp_path / 'connect.db'}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _empty_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest.fixture()
+def empty_database(tmp_path: Path) -> Iterator[str]:
+    """A database of this test's own, not migrated (for tests of the migrations themselves)."""
+    with _empty_database(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,11 @@ Two kinds of event come out:
   ``source.created``, a finished check → ``connection_check.completed``, and so on;
 * the *derived* ones: the source's step and setup state are derived from facts (never stored), so
   the step machine's position and the setup state after the change are compared with what the
-  webhooks last said (the ``webhook_source_states`` row, locked, so two transactions on one
-  source cannot both announce the same move) → ``source.step_changed``,
-  ``source.fully_configured``, ``source.setup_state_changed``.
+  webhooks last said (``announced_step`` and ``announced_state`` on the source's row, which the
+  writer holds locked, so two transactions on one source cannot both announce the same move) →
+  ``source.step_changed``, ``source.fully_configured``, ``source.setup_state_changed``. A
+  transaction that noted only events of :data:`_FACTLESS` (an execute or proxy call's audit
+  event, say) changed nothing either derives from, and skips the comparison.
 
 Doing it at commit rather than at each ``record_event`` call means the derived state is read after
 everything the use case changed (its ORM changes flushed), whatever order it wrote in.
@@ -25,21 +27,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import event, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, event, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..catalog import Catalog
-from ..models import table_of
-from ..webhooks.models import WebhookSourceState
+from ..models import Source, table_of
 from ..webhooks.outbox import emit
 from .facts import facts_for
 from .presenter import setup_state
-from .queries import SourceView, view_of
+from .queries import SourceView, announced_view
 from .steps import SourceFacts, derive_step
 
 _NOTED = "connect.lifecycle"
-_STATES = table_of(WebhookSourceState)
+_SOURCES = table_of(Source)
+_SET_ANNOUNCED = update(_SOURCES).where(_SOURCES.c.id == bindparam("source_id_"))
+
+# Audit events of use cases that change no fact the step or the setup state derives from (they
+# write their event and nothing else); a new event type is compared unless it is listed here.
+_FACTLESS = frozenset({"source_executed", "source_proxied", "source_exported", "oauth_failed"})
 
 
 def _check_completed(detail: Mapping[str, Any], status: str) -> dict[str, Any]:
@@ -74,9 +79,11 @@ def announce(session: Session, catalog: Catalog) -> None:
     noted: dict[int, list[tuple[str, dict[str, Any]]]] | None = session.info.pop(_NOTED, None)
     if not noted:
         return
+    if all(type_ in _FACTLESS for happened in noted.values() for type_, _ in happened):
+        return  # nothing to say, nothing to compare: no statement at all
     session.flush()  # the use case's ORM changes, so the derived state below sees them
     for source_id, happened in noted.items():
-        source = view_of(session, source_id)
+        source = announced_view(session, source_id)
         if source is not None:
             _announce_source(session, catalog, source, happened)
 
@@ -87,32 +94,26 @@ def _announce_source(session: Session, catalog: Catalog, source: SourceView,
         if type_ in _TRANSLATIONS:
             webhook_type, data_of = _TRANSLATIONS[type_]
             emit(session, source.account_id, webhook_type, data_of(detail, source), source.id)
-    if source.deleted_at is not None:
+    if source.deleted_at is not None or all(type_ in _FACTLESS for type_, _ in happened):
         return
     card = catalog.get(source.type)
     step = derive_step(card, facts_for(session, [source], catalog)[source.id]).type if card else None
     state = setup_state(source, card)
-    created_now = any(type_ == "created" for type_, _ in happened)
-    start = derive_step(card, SourceFacts()).type if card and created_now else step
-    before = _locked_state(session, source.id, start, "incomplete" if created_now else state)
-    if step != before.step_type:
-        emit(session, source.account_id, "source.step_changed", {"from": before.step_type, "to": step}, source.id)
+    before_step, before_state = source.announced_step, source.announced_state
+    if any(type_ == "created" for type_, _ in happened):
+        before_step, before_state = (derive_step(card, SourceFacts()).type if card else None), "incomplete"
+    elif before_state is None:
+        # Nothing announced yet (a source older than announcements): no earlier word to compare
+        # with, so where it stands now is where the webhooks start from.
+        before_step, before_state = step, state
+    if step != before_step:
+        emit(session, source.account_id, "source.step_changed", {"from": before_step, "to": step}, source.id)
         if step == "fully_configured":
             emit(session, source.account_id, "source.fully_configured", {}, source.id)
-    if state != before.setup_state:
+    if state != before_state:
         emit(session, source.account_id, "source.setup_state_changed", {
-            "from": before.setup_state, "to": state,
+            "from": before_state, "to": state,
             "reason": source.broken_reason if state == "broken" else None}, source.id)
-    if (step, state) != (before.step_type, before.setup_state):
-        session.execute(update(_STATES).where(_STATES.c.source_id == source.id).values(
-            step_type=step, setup_state=state))
-
-
-def _locked_state(session: Session, source_id: int, step: str | None, state: str) -> Any:
-    """What the webhooks last said about the source, locked; a source without a row yet starts
-    from ``step`` and ``state`` (where a new source starts, or for one older than this table,
-    where it stands now: there is no earlier announcement to compare with)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(_STATES).values(source_id=source_id, step_type=step, setup_state=state)
-                    .on_conflict_do_nothing(index_elements=["source_id"]))
-    return session.execute(select(_STATES).where(_STATES.c.source_id == source_id).with_for_update()).one()
+    if (step, state) != (source.announced_step, source.announced_state):
+        session.connection().execute(_SET_ANNOUNCED, {"source_id_": source.id, "announced_step": step,
+                                                      "announced_state": state})

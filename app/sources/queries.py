@@ -26,7 +26,7 @@ _CREDENTIALS = table_of(SourceCredential)
 _VIEW_FIELDS = (
     "id", "account_id", "type", "name", "display_name", "properties", "version", "config_generation",
     "discovered_generation", "connected_at", "broken_at", "broken_reason", "created_at", "updated_at",
-    "paused_at", "system_paused_at", "deleted_at",
+    "paused_at", "system_paused_at", "deleted_at", "announced_step", "announced_state",
 )
 
 
@@ -52,6 +52,9 @@ class SourceView:
     paused_at: datetime | None
     system_paused_at: datetime | None
     deleted_at: datetime | None
+    # What the webhooks last said (app/sources/lifecycle.py); never in a response.
+    announced_step: str | None
+    announced_state: str | None
     credential_names: frozenset[str]
 
     @classmethod
@@ -82,6 +85,10 @@ _CREDENTIAL_NAMES = (select(_CREDENTIALS.c.source_id, _CREDENTIALS.c.name)
 _READ_ANY_VIEW = (select(*_VIEW_COLUMNS, _CREDENTIALS.c.name.label("credential_name"))
                   .select_from(_SOURCES.outerjoin(_CREDENTIALS, _CREDENTIALS.c.source_id == _SOURCES.c.id))
                   .where(_SOURCES.c.id == bindparam("source_id")))
+# The read of app/sources/lifecycle.py at commit: the writer already holds the source's lock (so
+# this waits for nothing and the join is safe); FOR UPDATE OF keeps two writers from announcing one
+# move should a writer ever not hold it.
+_ANNOUNCED_VIEW = _READ_ANY_VIEW.with_for_update(of=_SOURCES)
 _LOCK_SOURCE = (select(Source).options(lazyload(Source.credentials))
                 .where(Source.id == bindparam("source_id"), Source.account_id == bindparam("account_id"),
                        Source.deleted_at.is_(None)).with_for_update())
@@ -108,6 +115,11 @@ def live_view(session: Session, account_id: int, source_id: int, *, lock: bool) 
 def view_of(session: Session, source_id: int) -> SourceView | None:
     """The source with this id, live or deleted (what an idempotent replay answers with)."""
     return _joined_view(session, _READ_ANY_VIEW, {"source_id": source_id})
+
+
+def announced_view(session: Session, source_id: int) -> SourceView | None:
+    """The source with this id, live or deleted, locked, as a transaction leaves it."""
+    return _joined_view(session, _ANNOUNCED_VIEW, {"source_id": source_id})
 
 
 def _joined_view(session: Session, query: Select[Any], params: dict[str, Any]) -> SourceView | None:

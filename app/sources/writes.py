@@ -203,6 +203,7 @@ def _insert_source(session: Session, account_id: int, card: ReportCard, name: st
         "properties": {}, "version": 1, "config_generation": 1, "discovered_generation": None,
         "connected_at": None, "broken_at": None, "broken_reason": None, "created_at": now,
         "updated_at": now, "paused_at": paused_at, "system_paused_at": None, "deleted_at": None,
+        "announced_step": None, "announced_state": None,
     }
     source_id = session.connection().execute(insert(_SOURCES).returning(_SOURCES.c.id), columns).scalar_one()
     return SourceView(id=source_id, credential_names=frozenset(), **columns)

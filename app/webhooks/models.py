@@ -105,15 +105,3 @@ class WebhookDelivery(Base):
 def rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (its result is a CursorResult, which the types do not say)."""
     return cast(CursorResult[Any], result).rowcount
-
-
-class WebhookSourceState(Base):
-    """What the webhooks last said about a source's step and setup state (both derived, never
-    stored elsewhere): app/sources/lifecycle.py compares the state after a change with this row to
-    announce ``source.step_changed`` and ``source.setup_state_changed``, and locks it meanwhile."""
-
-    __tablename__ = "webhook_source_states"
-
-    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True)
-    step_type: Mapped[str | None] = mapped_column(String(50))
-    setup_state: Mapped[str] = mapped_column(String(20))
