@@ -44,7 +44,8 @@ def test_what_the_webhooks_last_said_moves_onto_the_source_row_and_back(empty_da
 
         downgrade(engine, "0012")
         with engine.connect() as connection:
-            states = connection.execute(text("SELECT source_id, step_type, setup_state FROM webhook_source_states")).all()
+            states = connection.execute(text(
+                "SELECT source_id, step_type, setup_state FROM webhook_source_states")).all()
         assert [tuple(row) for row in states] == [(ids[0], "field_selection", "connected")]
     finally:
         engine.dispose()

@@ -39,6 +39,7 @@ from .queries import SourceView, announced_view
 from .steps import SourceFacts, derive_step
 
 _NOTED = "connect.lifecycle"
+_SETTLED = "connect.lifecycle.settled"
 _SOURCES = table_of(Source)
 _SET_ANNOUNCED = update(_SOURCES).where(_SOURCES.c.id == bindparam("source_id_"))
 
@@ -68,22 +69,35 @@ def note(session: Session, source_id: int, type_: str, detail: Mapping[str, Any]
     session.info.setdefault(_NOTED, {}).setdefault(source_id, []).append((type_, dict(detail)))
 
 
+def settled(session: Session, source: SourceView) -> None:
+    """Say that ``source`` is exactly how this transaction leaves the source's row and credentials,
+    so :func:`announce` need not read it again. Only a writer that wrote every change itself, and
+    writes nothing more to the source after this call, may say it (the create and update use
+    cases of app/sources/writes.py, at their end)."""
+    session.info.setdefault(_SETTLED, {})[source.id] = source
+
+
 def watch(make_session: sessionmaker[Session], catalog: Callable[[], Catalog]) -> None:
     """Announce what each transaction of ``make_session`` noted, just before it commits."""
     event.listen(make_session, "before_commit", lambda session: announce(session, catalog()))
-    event.listen(make_session, "after_soft_rollback",
-                 lambda session, _previous: session.info.pop(_NOTED, None))
+    event.listen(make_session, "after_soft_rollback", lambda session, _previous: _forget(session))
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_NOTED, None)
+    session.info.pop(_SETTLED, None)
 
 
 def announce(session: Session, catalog: Catalog) -> None:
     noted: dict[int, list[tuple[str, dict[str, Any]]]] | None = session.info.pop(_NOTED, None)
+    known: dict[int, SourceView] = session.info.pop(_SETTLED, None) or {}
     if not noted:
         return
     if all(type_ in _FACTLESS for happened in noted.values() for type_, _ in happened):
         return  # nothing to say, nothing to compare: no statement at all
     session.flush()  # the use case's ORM changes, so the derived state below sees them
     for source_id, happened in noted.items():
-        source = announced_view(session, source_id)
+        source = known.get(source_id) or announced_view(session, source_id)
         if source is not None:
             _announce_source(session, catalog, source, happened)
 

@@ -36,6 +36,7 @@ from ..templating import render
 from .availability import type_unavailable
 from .credentials import PropertyWrites, current_values, merge_properties
 from .events import record_event
+from .lifecycle import settled
 from .queries import SourceView, live_view, view_of
 from .rules import DestinationRule, check_properties, derive_name, name_problem
 
@@ -264,6 +265,7 @@ def create_source(
                 session.connection().execute(insert(_IDEMPOTENCY_KEYS), {
                     "account_id": account_id, "key": idempotency_key, "request_hash": request_hash,
                     "source_id": source.id, "created_at": utcnow()})
+            settled(session, created)
             session.flush()  # whatever a hook left to the unit of work fails here, not at commit
     except IntegrityError:
         # A concurrent request won a race: the same Idempotency-Key, or the same name.
@@ -336,6 +338,7 @@ def update_source(
             record_event(session, stored, pause_event)
         updated = replace(stored, **columns, credential_names=writes.credential_names)
         _after_changes(session, hooks, updated, card, writes.changed)
+        settled(session, updated)
         session.flush()  # whatever a hook left to the unit of work fails here, not at commit
     return updated
 
