@@ -298,3 +298,21 @@ def test_every_tap_is_given_the_deployments_user_agent_unless_the_card_sets_one(
     assert singer.tap_config(spec_for(plain), {"username": "ada"})["user_agent"] == singer.user_agent
     own = fake_card(config={"fixed": {"user_agent": "acme-pipeline"}})
     assert singer.tap_config(spec_for(own), {"username": "ada"})["user_agent"] == "acme-pipeline"
+
+
+def test_a_singer_source_says_it_cannot_execute_or_proxy_rather_than_failing(singer_app, api, account):
+    """A tap only reads whole streams (no page, no record by key, no API of its own to call), so
+    execute and the proxy answer 409 naming why, for a configured source, and nothing is audited."""
+    source_id = create(api, account, FAKE_TYPE)
+    run_jobs(singer_app)
+    select_contacts(api, account, source_id)
+    assert step(api, account, source_id) == "fully_configured"
+
+    body = {"entity": "contacts", "action": "list", "params": {"limit": 5}}
+    error = assert_error(api.post(f"/v4/sources/{source_id}/execute", headers=account.headers, json=body),
+                         409, "execute_not_supported")
+    assert FAKE_TYPE in error["message"]
+    error = assert_error(api.get(f"/v4/sources/{source_id}/proxy/contacts", headers=account.headers),
+                         409, "proxy_not_supported")
+    assert FAKE_TYPE in error["message"]
+    assert events(singer_app, source_id, "source_executed") == events(singer_app, source_id, "source_proxied") == []

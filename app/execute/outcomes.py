@@ -13,37 +13,42 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..catalog import Catalog
 from ..catalog.cards import ReportCard
 from ..connectors.base import ConnectorFailure, SourceTarget
-from ..crypto import Keyring, KeyringError
+from ..crypto import Keyring, KeyringError, Sealed
 from ..db import begin_write
-from ..errors import ApiError, Conflict, NotFound, Problem
-from ..models import Source
+from ..errors import ApiError, Conflict, Problem
 from ..sources.availability import type_unavailable
-from ..sources.credentials import decrypted_properties
+from ..sources.credentials import opened_properties
 from ..sources.events import record_event
 from ..sources.facts import facts_for
+from ..sources.queries import SourceView, sealed_view
 from ..sources.steps import derive_step
 
 SOURCE_DEPENDENCY_FAILED = 424
 
 
-def usable_source(session: Session, catalog: Catalog, account_id: int, source_id: int) -> tuple[Source, ReportCard]:
+@dataclass(frozen=True)
+class UsableSource:
+    """A source execute or the proxy may use: as read, its card, and its credentials still sealed."""
+
+    view: SourceView
+    card: ReportCard
+    sealed: Mapping[str, Sealed]
+
+
+def usable_source(session: Session, catalog: Catalog, account_id: int, source_id: int) -> UsableSource:
     """The account's live source and its card, if its configuration passed its check (in the caller's
-    read transaction), else 404 / 422 (type gone) / 409 ``not_ready`` naming the step."""
-    source = session.scalars(select(Source).where(
-        Source.id == source_id, Source.account_id == account_id, Source.deleted_at.is_(None))).one_or_none()
-    if source is None:
-        raise NotFound(f"source {source_id} not found")
+    read transaction, one query), else 404 / 422 (type gone) / 409 ``not_ready`` naming the step."""
+    source, sealed = sealed_view(session, account_id, source_id)
     card = catalog.get(source.type)
     if card is None:
         raise type_unavailable(source.type)
@@ -52,17 +57,18 @@ def usable_source(session: Session, catalog: Catalog, account_id: int, source_id
         why = "it is broken" if source.broken_at is not None else "its configuration has not passed its check"
         raise Conflict(f"source {source_id} cannot be used yet: {why}; it is at step {step}", type="not_ready",
                        details=[Problem("report_card.current_step_type", step).detail()])
-    return source, card
+    return UsableSource(source, card, sealed)
 
 
-def target_of(keyring: Keyring, source: Source, card: ReportCard) -> SourceTarget:
+def target_of(keyring: Keyring, usable: UsableSource) -> SourceTarget:
+    source = usable.view
     try:
-        properties = decrypted_properties(keyring, source)
+        properties = opened_properties(keyring, source.id, source.properties, usable.sealed)
     except KeyringError:
         raise Conflict("a stored credential of this source cannot be decrypted: the operator must configure "
                        "its encryption key", type="credentials_unreadable") from None
     return SourceTarget(source_id=source.id, account_id=source.account_id, name=source.name,
-                        config_generation=source.config_generation, card=card, properties=properties)
+                        config_generation=source.config_generation, card=usable.card, properties=properties)
 
 
 def api_error(failure: ConnectorFailure) -> ApiError:

@@ -94,8 +94,9 @@ def proxy_call(session: Session, catalog: Catalog, connectors: Connectors, keyri
     if not enabled:
         raise AccessDenied("the proxy is turned off in this deployment", type="proxy_disabled")
     with session.begin():
-        source, card = usable_source(session, catalog, account_id, source_id)
-        target = target_of(keyring, source, card)
+        usable = usable_source(session, catalog, account_id, source_id)
+        target = target_of(keyring, usable)
+    card = usable.card
     connector = connectors.for_card(card)
     if card.api is None or not isinstance(connector, HttpConnector):
         raise Conflict(f"sources of type {card.type} have no API to proxy to", type="proxy_not_supported")

@@ -106,11 +106,12 @@ def execute(session: Session, catalog: Catalog, connectors: Connectors, keyring:
             source_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
     operation = parse_operation(body)
     with session.begin():
-        source, card = usable_source(session, catalog, account_id, source_id)
+        usable = usable_source(session, catalog, account_id, source_id)
         row = session.scalars(select(Stream).where(Stream.source_id == source_id,
                                                    Stream.tap_stream_id == operation.entity)).one_or_none()
         stream = None if row is None else StreamFacts.of(row)
-        target = target_of(keyring, source, card)
+        target = target_of(keyring, usable)
+    card = usable.card
     connector = connectors.for_card(card)
     if not isinstance(connector, ReadsRecords):
         raise Conflict(f"sources of type {card.type} cannot execute operations in this deployment",

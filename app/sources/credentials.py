@@ -57,9 +57,16 @@ def open_credential(keyring: Keyring, credential: SourceCredential) -> str:
 
 def decrypted_properties(keyring: Keyring, source: Source) -> dict[str, Any]:
     """Every provided property with credentials opened: for the one call that needs them."""
-    values = {k: v for k, v in source.properties.items() if v is not None}
-    for credential in source.credentials:
-        values[credential.name] = open_credential(keyring, credential)
+    return opened_properties(keyring, source.id, source.properties,
+                             {c.name: Sealed(c.key_id, c.ciphertext) for c in source.credentials})
+
+
+def opened_properties(keyring: Keyring, source_id: int, properties: Mapping[str, Any],
+                      sealed: Mapping[str, Sealed]) -> dict[str, Any]:
+    """The plain properties and the credentials ``sealed`` by name, opened (a source read as rows)."""
+    values = {k: v for k, v in properties.items() if v is not None}
+    for name, value in sealed.items():
+        values[name] = keyring.open(value, credential_associated_data(source_id, name))
     return values
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import RowMapping, Select, bindparam, select
 from sqlalchemy.orm import Session, lazyload
 
+from ..crypto import Sealed
 from ..errors import ApiError, NotFound, Problem
 from ..models import Source, SourceCredential, SourceEvent, table_of
 from ..schemas import id_from_text
@@ -85,6 +86,12 @@ _CREDENTIAL_NAMES = (select(_CREDENTIALS.c.source_id, _CREDENTIALS.c.name)
 _READ_ANY_VIEW = (select(*_VIEW_COLUMNS, _CREDENTIALS.c.name.label("credential_name"))
                   .select_from(_SOURCES.outerjoin(_CREDENTIALS, _CREDENTIALS.c.source_id == _SOURCES.c.id))
                   .where(_SOURCES.c.id == bindparam("source_id")))
+# A live source with its sealed credentials, for a call that opens them (execute, the proxy): a
+# row per credential (or one with a null name), in a read transaction.
+_READ_SEALED = (select(*_VIEW_COLUMNS, _CREDENTIALS.c.name.label("credential_name"), _CREDENTIALS.c.key_id,
+                       _CREDENTIALS.c.ciphertext)
+                .select_from(_SOURCES.outerjoin(_CREDENTIALS, _CREDENTIALS.c.source_id == _SOURCES.c.id))
+                .where(_SOURCES.c.id == bindparam("source_id"), *_LIVE_OF_ACCOUNT))
 # The read of app/sources/lifecycle.py at commit: the writer already holds the source's lock (so
 # this waits for nothing and the join is safe); FOR UPDATE OF keeps two writers from announcing one
 # move should a writer ever not hold it.
@@ -115,6 +122,17 @@ def live_view(session: Session, account_id: int, source_id: int, *, lock: bool) 
 def view_of(session: Session, source_id: int) -> SourceView | None:
     """The source with this id, live or deleted (what an idempotent replay answers with)."""
     return _joined_view(session, _READ_ANY_VIEW, {"source_id": source_id})
+
+
+def sealed_view(session: Session, account_id: int, source_id: int) -> tuple[SourceView, dict[str, Sealed]]:
+    """The account's live source and its credentials, still sealed, by name (one query), or 404."""
+    params = {"source_id": source_id, "account_id": account_id}
+    rows = session.connection().execute(_READ_SEALED, params).mappings().all()
+    if not rows:
+        raise NotFound(f"source {source_id} not found")
+    sealed = {row["credential_name"]: Sealed(row["key_id"], row["ciphertext"])
+              for row in rows if row["credential_name"] is not None}
+    return SourceView.from_row(rows[0], frozenset(sealed)), sealed
 
 
 def announced_view(session: Session, source_id: int) -> SourceView | None:
