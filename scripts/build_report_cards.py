@@ -216,6 +216,20 @@ DOC_PROVIDERS: dict[str, dict[str, Any]] = {
 
 GOOGLE_AUTH = {"provider": "google"}
 
+# RFC 7009 revocation endpoints (none of the providers in oauth-providers.json names one), from the
+# provider's own documentation; a deleted source's grant is revoked there (app/oauth/revocation.py).
+# Only providers whose endpoint takes a form-encoded ``token`` with the token request's client
+# authentication: HubSpot (DELETE of the token in the path), Intuit (a JSON body) and Slack
+# (auth.revoke with the token itself) revoke differently and are left out.
+PROVIDER_REVOCATION_URLS: dict[str, str] = {
+    # developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke
+    "google": "https://oauth2.googleapis.com/revoke",
+    # help.salesforce.com, "Revoke OAuth Tokens" (RFC 7009, form-encoded token)
+    "salesforce": "https://login.salesforce.com/services/oauth2/revoke",
+    # developer.xero.com/documentation/guides/oauth2/auth-flow, "Revoking tokens"
+    "xero": "https://identity.xero.com/connect/revocation",
+}
+
 # Per type: provider, scopes and how token/callback fields land in the card's properties.
 # client_properties are derived: client_id/client_secret or oauth_client_id/oauth_client_secret,
 # whichever the card's oauth step has.
@@ -325,6 +339,10 @@ OAUTH_SPECS: dict[str, dict[str, Any]] = {
         "token_url": (
             "https://{{ 'test' if properties.get('is_sandbox') == 'true' else 'login' }}"
             ".salesforce.com/services/oauth2/token"
+        ),
+        "revocation_url": (
+            "https://{{ 'test' if properties.get('is_sandbox') == 'true' else 'login' }}"
+            ".salesforce.com/services/oauth2/revoke"
         ),
         "input_properties": ["is_sandbox"],
         "scopes": ["api", "refresh_token"],
@@ -756,9 +774,13 @@ def oauth_section(
 
     authorize_url = spec.get("authorize_url", authorize_url)
     token_url = spec.get("token_url", token_url)
-    # RFC 7009: where a deleted source's tokens are revoked, when the provider's facts name one
-    # (none of the providers in /work/shared/data/oauth-providers.json does today).
-    revocation_url = spec.get("revocation_url", provider.get("revocation_url"))
+    # RFC 7009: where a deleted source's tokens are revoked (the type's, else the provider's).
+    revocation_url = spec.get("revocation_url")
+    if revocation_url is None and provider.get("revocation_url"):
+        revocation_url = nango_url(provider["revocation_url"], url_properties) if provider_name in nango \
+            else provider["revocation_url"]
+    if revocation_url is None:
+        revocation_url = PROVIDER_REVOCATION_URLS.get(provider_name)
     scope_separator = spec.get("scope_separator", scope_separator)
     authorize_params.update(spec.get("authorize_params", {}))
     if "scopes" in spec:
@@ -791,7 +813,7 @@ def oauth_section(
     for name in input_properties:
         if name not in all_names:
             raise SystemExit(f"{source_type}: input property {name} is not on the card")
-    for url in (authorize_url, token_url):
+    for url in (authorize_url, token_url, revocation_url or ""):
         for name in re.findall(r"properties(?:\.get\('|\.)(\w+)", url):
             if name not in input_properties:
                 raise SystemExit(f"{source_type}: {name} used in a URL but not an input")
@@ -815,8 +837,7 @@ def oauth_section(
     if input_properties:
         section["input_properties"] = input_properties
     if revocation_url:
-        section["revocation_url"] = nango_url(revocation_url, url_properties) if provider_name in nango \
-            else revocation_url
+        section["revocation_url"] = revocation_url
     chosen_docs = spec.get("docs_url") or docs_url
     if not chosen_docs and provider_name == "google":
         chosen_docs = GOOGLE_DOCS

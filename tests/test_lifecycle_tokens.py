@@ -5,14 +5,19 @@ and revocation (RFC 7009) on delete."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
 from app import db, webhooks
+from app.config import DEFAULT_REPORT_CARDS
 from app.connectors.models import SourceToken
+from app.connectors.urls import render_url
 from app.jobs.periodic import PeriodicJobState
 from app.jobs.worker import Worker
 from app.models import Source, SourceCredential, SourceEvent
@@ -226,6 +231,47 @@ def test_a_card_without_a_revocation_endpoint_deletes_without_asking_the_provide
     revoked_before = len(servers.provider.revocations)
     assert client.delete(f"/v4/sources/{source_id}", headers=account.headers).status_code == 200
     assert len(servers.provider.revocations) == revoked_before
+
+
+def _shipped_revocable() -> list[str]:
+    return sorted(path.stem for path in DEFAULT_REPORT_CARDS.glob("*.json")
+                  if json.loads(path.read_text()).get("oauth", {}).get("revocation_url"))
+
+
+SHIPPED_REVOCABLE = _shipped_revocable()
+
+
+def test_the_shipped_catalog_revokes_at_the_providers_documented_endpoints():
+    assert SHIPPED_REVOCABLE == sorted([
+        "platform.adwords", "platform.doubleclick-campaign-manager", "platform.ga4", "platform.google-ads",
+        "platform.google-analytics", "platform.google-search-console", "platform.google-sheets",
+        "platform.pardot", "platform.salesforce", "platform.xero"])
+    salesforce = json.loads((DEFAULT_REPORT_CARDS / "platform.salesforce.json").read_text())["oauth"]
+    assert [render_url(salesforce["revocation_url"], {"properties": {"is_sandbox": sandbox}})
+            for sandbox in ("true", "false")] == ["https://test.salesforce.com/services/oauth2/revoke",
+                                                  "https://login.salesforce.com/services/oauth2/revoke"]
+
+
+@pytest.mark.parametrize("source_type", SHIPPED_REVOCABLE)
+def test_deleting_a_source_of_a_shipped_type_revokes_its_grant_with_the_cards_oauth_section(
+        make_app, account, servers, tmp_path: Path, source_type: str):
+    """The shipped card as it is (its client authentication, which property holds which token), only
+    its revocation endpoint pointed at the test provider: the integrator's own grant is revoked."""
+    card = json.loads((DEFAULT_REPORT_CARDS / f"{source_type}.json").read_text())
+    card["oauth"]["revocation_url"] = servers.token_url.replace("/oauth/token", "/oauth/revoke")
+    (tmp_path / f"{source_type}.json").write_text(json.dumps(card))
+    app = make_app(REPORT_CARDS=f"{DEFAULT_REPORT_CARDS}:{tmp_path}", ALLOWED_DEPRECATED_TYPES=source_type)
+    oauth = card["oauth"]
+    issued = servers.oauth_properties()
+    properties = {oauth["client_properties"]["client_id"]: issued["client_id"],
+                  oauth["client_properties"]["client_secret"]: issued["client_secret"],
+                  oauth["token_properties"]["refresh_token"]: issued["refresh_token"]}
+    client = app.test_client()
+    source_id = create_source(client, account, source_type, properties)
+
+    assert client.delete(f"/v4/sources/{source_id}", headers=account.headers).status_code == 200
+    assert servers.provider.revocations[-1] == ("refresh_token", "refresh_token")
+    assert servers.provider.find_refresh_token(issued["refresh_token"]) is None
 
 
 # --- oauth.completed ----------------------------------------------------------------------------
