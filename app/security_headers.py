@@ -62,9 +62,20 @@ def docs_policy(page: bytes) -> str:
     return _DOCS_POLICY.format(scripts=" ".join(f"'sha256-{digest}'" for digest in hashes))
 
 
+def _shows_secret(endpoint: str | None, method: str) -> bool:
+    """Whether the view serving ``endpoint`` for ``method`` is marked, remembered per app (its views
+    are all registered before it serves)."""
+    known: dict[tuple[str | None, str], bool] = current_app.extensions.setdefault("connect.secret_views", {})
+    key = (endpoint, method)
+    marked = known.get(key)
+    if marked is None:
+        marked = known[key] = bool(getattr(_handler(endpoint), _MARK, False))
+    return marked
+
+
 def set_security_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
-    if getattr(_handler(request.endpoint), _MARK, False):
+    if _shows_secret(request.endpoint, request.method):
         response.headers["Cache-Control"] = "no-store"
     if "Content-Security-Policy" not in response.headers:
         if request.endpoint == DOCS_ENDPOINT and not response.direct_passthrough:

@@ -79,3 +79,30 @@ def test_a_failed_install_says_why_and_exits_non_zero(migrated_database: str, tm
     assert result.exit_code == 1
     assert "installed no executable 'tap-not-there' (it has: tap-fake)" in result.output
     assert "0 installed, 1 failed" in result.output
+
+
+def test_an_install_or_removal_by_another_process_is_seen_at_once(tmp_path: Path) -> None:
+    """The manifest is remembered by its file's stat: a new install (a new file, moved into place)
+    or a removal shows on the next question, with no restart and no stale answer."""
+    from dataclasses import asdict, replace
+
+    from app.connectors.singer.environments import MANIFEST, InstalledTap, TapEnvironments
+
+    environments = TapEnvironments(tmp_path, uv="")
+    tap = InstalledTap(source_type="test.singer-cli", requirement="tap-fake", package="tap-fake", version="1.0.0",
+                       executable=os.path.realpath("/bin/sh"), environment=str(tmp_path / "env"), installer="pip",
+                       python="3.11", installed_at="2026-12-01T00:00:00Z")
+    home = tmp_path / "test.singer-cli"
+    home.mkdir()
+
+    def write(installed: InstalledTap) -> None:  # as an install does: a new file moved into place
+        (home / "manifest.tmp").write_text(json.dumps(asdict(installed)))
+        os.replace(home / "manifest.tmp", home / MANIFEST)
+
+    assert environments.installed("test.singer-cli") is None
+    write(tap)
+    assert environments.installed("test.singer-cli") == tap
+    write(replace(tap, version="1.0.1"))
+    assert environments.installed("test.singer-cli") == replace(tap, version="1.0.1")
+    (home / MANIFEST).unlink()
+    assert environments.installed("test.singer-cli") is None

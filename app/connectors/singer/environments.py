@@ -71,6 +71,10 @@ class TapEnvironments:
         self.python = python or sys.executable
         self.install_timeout = install_timeout
         self._uv = uv if uv is not None else find_uv()
+        # Manifests read, by type, with the stat of the file they were read from: a report card
+        # GET asks whether the type's tap is installed, and one stat is cheaper than a read and a
+        # parse (an install writes a new file, atomically, so its stat changes).
+        self._read: dict[str, tuple[tuple[int, int, int], InstalledTap]] = {}
 
     def directory(self, source_type: str) -> Path:
         # Card types match ^[a-z][a-z0-9_]*([.-][a-z0-9_]+)*$ (report_card.schema.json): a safe name.
@@ -92,11 +96,19 @@ class TapEnvironments:
         return [tap for tap in taps if tap is not None]
 
     def _manifest(self, source_type: str) -> InstalledTap | None:
+        path = os.path.join(self.directory(source_type), MANIFEST)
         try:
-            document = json.loads((self.directory(source_type) / MANIFEST).read_text())
-            return InstalledTap(**document)
+            found = os.stat(path)
+            stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
+            known = self._read.get(source_type)
+            if known is not None and known[0] == stamp:
+                return known[1]
+            tap = InstalledTap(**json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError):
+            self._read.pop(source_type, None)
             return None
+        self._read[source_type] = (stamp, tap)
+        return tap
 
     def install(self, source_type: str, spec: SingerSpec) -> InstalledTap:
         """Install (or reinstall) the type's tap; the previous install stays until this one works."""
