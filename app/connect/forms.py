@@ -19,7 +19,7 @@ from ..catalog.cards import PropertySpec, ReportCard
 from ..catalog.formats import FORMAT_WORDS
 from ..catalog.patterns import is_boolean_pattern, literal_options, pattern_words
 from ..connectors.base import Availability
-from ..connectors.registry import NOT_CHECKABLE, get_connectors
+from ..connectors.registry import get_connectors
 
 EDITABLE_PROPERTY_TYPES = ("user_provided", "user_provided_immutable", "user_provided_advanced")
 # Input types for string formats a browser knows; other formats are text with a hint.
@@ -190,15 +190,16 @@ def docs_url(card: ReportCard) -> str | None:
 
 
 def availability(card: ReportCard) -> Availability:
-    """Whether this deployment can take a source of this type to the end (check and discovery): the
-    connector registry's answer (app/connectors/registry.py), in words for the page."""
+    """Whether this deployment can take a source of this type to the end (check and discovery), in
+    the end user's words: the registry's reason (app/connectors/registry.py) is for the integrator
+    and the operator (a tap to install, a command to run) and stays in the API's report card; the
+    person on this page can do nothing about it, so it only says what happens to what they enter."""
     found = get_connectors().availability(card)
     if found.configurable:
         return found
-    why = (f"this deployment has no connector for {card.display_name}" if found.reason == NOT_CHECKABLE
-           else found.reason)
-    return Availability(False, f"{why}: the settings are saved, but the connection cannot be checked or its "
-                               "data discovered here")
+    return Availability(False, f"{card.display_name} cannot be connected from here yet: this service has not set "
+                               "up what it needs. What you enter is saved, but the connection cannot be checked "
+                               "or its data found until then")
 
 
 def _candidates(field: FormField, raw: str) -> list[Any]:
