@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.orm import sessionmaker
 
 from app import db
@@ -141,6 +141,42 @@ def test_a_sources_whole_life_reaches_the_webhook_signed_and_in_order(
     ]
     assert check_ids[0] != check_ids[1] and received[7].payload["data"]["error"]["type"] == "permission_denied"
     assert postgres_source.password not in str([r.payload for r in received])
+
+
+def test_announcing_a_write_reads_the_source_once_and_stores_only_a_move(hooks_app, account, receiver):
+    """What the webhooks last said lives on the source's row, and the update use case hands over the
+    view it leaves: a PUT reads ``sources`` once (its locked read), a PUT that moves nothing stores
+    no announcement, and one that moves the step stores it and is announced once."""
+    client = hooks_app.test_client()
+    register(client, account, receiver)
+    source_id = create_source(client, account, SHIPPED_TYPE, {"host": "127.0.0.1"})
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()))
+
+    engine = db.get_db(hooks_app).engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        response = client.put(f"/v4/sources/{source_id}", headers=account.headers,
+                              json={"properties": {"port": "5432"}})
+        assert response.status_code == 200, response.get_json()
+        reads = [s for s in statements if s.startswith("SELECT") and " FROM sources" in s]
+        assert len(reads) == 1, reads
+        assert not [s for s in statements if "announced_" in s.split(" WHERE ")[0] and s.startswith("UPDATE")]
+        statements.clear()
+        response = client.put(f"/v4/sources/{source_id}", headers=account.headers, json={"properties": {
+            "dbname": "nowhere", "user": "nobody", "password": "not-used-" + str(time.time_ns())}})
+        assert response.get_json()["report_card"]["current_step_type"] == "discover_schema"
+        assert len([s for s in statements if s.startswith("SELECT") and " FROM sources" in s]) == 1
+        assert [s for s in statements if s.startswith("UPDATE sources SET announced_step")]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    with db.get_db(hooks_app).Session() as session:
+        moves = session.scalars(select(WebhookEvent.data).where(
+            WebhookEvent.source_id == source_id, WebhookEvent.type == "source.step_changed")).all()
+    assert [{k: v for k, v in move.items() if k != "source_id"} for move in moves] == [
+        {"from": "form", "to": "discover_schema"}]
 
 
 def test_a_recheck_of_working_credentials_changes_nothing_and_recheck_is_off_by_default(
