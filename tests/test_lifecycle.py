@@ -149,7 +149,8 @@ def test_announcing_a_write_reads_the_source_once_and_stores_only_a_move(hooks_a
     no announcement, and one that moves the step stores it and is announced once."""
     client = hooks_app.test_client()
     register(client, account, receiver)
-    source_id = create_source(client, account, SHIPPED_TYPE, {"host": "127.0.0.1"})
+    # Never connected to (no job runs here); port 6543, as 5432 would be the service's own database on PostgreSQL.
+    source_id = create_source(client, account, SHIPPED_TYPE, {"host": "127.0.0.1", "port": "6543"})
     statements: list[str] = []
 
     def seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
@@ -159,14 +160,14 @@ def test_announcing_a_write_reads_the_source_once_and_stores_only_a_move(hooks_a
     event.listen(engine, "before_cursor_execute", seen)
     try:
         response = client.put(f"/v4/sources/{source_id}", headers=account.headers,
-                              json={"properties": {"port": "5432"}})
+                              json={"properties": {"dbname": "nowhere"}})
         assert response.status_code == 200, response.get_json()
         reads = [s for s in statements if s.startswith("SELECT") and " FROM sources" in s]
         assert len(reads) == 1, reads
         assert not [s for s in statements if "announced_" in s.split(" WHERE ")[0] and s.startswith("UPDATE")]
         statements.clear()
         response = client.put(f"/v4/sources/{source_id}", headers=account.headers, json={"properties": {
-            "dbname": "nowhere", "user": "nobody", "password": "not-used-" + str(time.time_ns())}})
+            "user": "nobody", "password": "not-used-" + str(time.time_ns())}})
         assert response.get_json()["report_card"]["current_step_type"] == "discover_schema"
         assert len([s for s in statements if s.startswith("SELECT") and " FROM sources" in s]) == 1
         assert [s for s in statements if s.startswith("UPDATE sources SET announced_step")]
