@@ -252,7 +252,7 @@ def test_a_real_types_form_reads_like_a_product_and_passes_axe(service, browser,
         expect(page.locator("#availability")).to_have_count(0)
     else:
         # A Singer type whose tap this deployment has not installed: saved, not checkable yet.
-        expect(page.locator("#availability")).to_contain_text("cannot be connected from here yet")
+        expect(page.locator("#availability")).to_contain_text("This service has not finished setting up")
     # Scheduling is folded away under Advanced, with readable choices.
     advanced = page.locator("#g-advanced")
     expect(advanced).not_to_have_attribute("open", "")

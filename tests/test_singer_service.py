@@ -171,7 +171,7 @@ def test_a_type_whose_tap_is_missing_waits_and_is_rechecked_once_installed(singe
     assert not availability.configurable and f"flask connect taps install {LATER_TYPE}" in availability.reason
     with singer_app.test_request_context():  # what the hosted connect page shows for the type
         shown = connect_availability(get_catalog().get(LATER_TYPE)).reason
-    assert "cannot be connected from here yet" in shown and "flask connect" not in shown  # no operator's command
+    assert "has not finished setting up" in shown and "flask connect" not in shown  # no operator's command
     card = api.get(f"/v4/source-types/{LATER_TYPE}", headers=account.headers).get_json()
     assert card["availability"]["configurable"] is False
     assert f"flask connect taps install {LATER_TYPE}" in card["availability"]["reason"]

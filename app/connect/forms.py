@@ -197,9 +197,8 @@ def availability(card: ReportCard) -> Availability:
     found = get_connectors().availability(card)
     if found.configurable:
         return found
-    return Availability(False, f"{card.display_name} cannot be connected from here yet: this service has not set "
-                               "up what it needs. What you enter is saved, but the connection cannot be checked "
-                               "or its data found until then")
+    return Availability(False, f"this service has not finished setting up {card.display_name}. What you enter is "
+                               "saved, but the connection cannot be checked or its data found until it has")
 
 
 def _candidates(field: FormField, raw: str) -> list[Any]:
