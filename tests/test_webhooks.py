@@ -284,9 +284,9 @@ def test_a_delivery_is_given_up_after_the_retry_window(hooks_app, hooks, account
     assert run_deliveries(hooks_app) == 0
     clock.advance(hours=48)
     assert run_deliveries(hooks_app) == 0  # failed for good
-    hours = ", ".join(f"{wait / 3600:.2f}" if wait >= 3600 else f"{wait:.0f} s" for wait in schedule)
-    report_figure(f"webhook give-up: {attempts} attempts over 24 h of controlled time, waits {hours} (h), "
-                  f"then failed")
+    waits = ", ".join(f"{wait / 3600:.2f} h" if wait >= 3600 else f"{wait:.0f} s" for wait in schedule)
+    report_figure(f"webhook give-up: {attempts} attempts over 24 h of controlled time, waits {waits} "
+                  "(the last may be cut short by the window), then failed")
 
 
 def test_redelivery_resends_with_the_same_webhook_id(hooks_app, hooks, account, receiver, clock):
