@@ -93,10 +93,14 @@ def announce(session: Session, catalog: Catalog) -> None:
     known: dict[int, SourceView] = session.info.pop(_SETTLED, None) or {}
     if not noted:
         return
-    if all(type_ in _FACTLESS for happened in noted.values() for type_, _ in happened):
-        return  # nothing to say, nothing to compare: no statement at all
+    # A source whose events are all audit-only (factless, and no webhook event of their own) is
+    # left out: nothing to say or compare, so not even a read.
+    telling = {source_id: happened for source_id, happened in noted.items()
+               if any(type_ not in _FACTLESS or type_ in _TRANSLATIONS for type_, _ in happened)}
+    if not telling:
+        return
     session.flush()  # the use case's ORM changes, so the derived state below sees them
-    for source_id, happened in noted.items():
+    for source_id, happened in telling.items():
         source = known.get(source_id) or announced_view(session, source_id)
         if source is not None:
             _announce_source(session, catalog, source, happened)
@@ -109,7 +113,7 @@ def _announce_source(session: Session, catalog: Catalog, source: SourceView,
             webhook_type, data_of = _TRANSLATIONS[type_]
             emit(session, source.account_id, webhook_type, data_of(detail, source), source.id)
     if source.deleted_at is not None or all(type_ in _FACTLESS for type_, _ in happened):
-        return
+        return  # deleted, or what happened (an event integrators hear of) moves neither
     card = catalog.get(source.type)
     step = derive_step(card, facts_for(session, [source], catalog)[source.id]).type if card else None
     state = setup_state(source, card)

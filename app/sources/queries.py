@@ -88,10 +88,7 @@ _READ_ANY_VIEW = (select(*_VIEW_COLUMNS, _CREDENTIALS.c.name.label("credential_n
                   .where(_SOURCES.c.id == bindparam("source_id")))
 # A live source with its sealed credentials, for a call that opens them (execute, the proxy): a
 # row per credential (or one with a null name), in a read transaction.
-_READ_SEALED = (select(*_VIEW_COLUMNS, _CREDENTIALS.c.name.label("credential_name"), _CREDENTIALS.c.key_id,
-                       _CREDENTIALS.c.ciphertext)
-                .select_from(_SOURCES.outerjoin(_CREDENTIALS, _CREDENTIALS.c.source_id == _SOURCES.c.id))
-                .where(_SOURCES.c.id == bindparam("source_id"), *_LIVE_OF_ACCOUNT))
+_READ_SEALED = _READ_VIEW.add_columns(_CREDENTIALS.c.key_id, _CREDENTIALS.c.ciphertext)
 # The read of app/sources/lifecycle.py at commit: the writer already holds the source's lock (so
 # this waits for nothing and the join is safe); FOR UPDATE OF keeps two writers from announcing one
 # move should a writer ever not hold it.
